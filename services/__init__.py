@@ -1,0 +1,1 @@
+"""Parley's services: small packages that share only `schemas` and `services.common`."""

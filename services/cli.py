@@ -1,0 +1,108 @@
+"""The `parley` command line: the composition root that wires settings, logging and services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from schemas.topics import TOPICS, Topic
+from services.common.correlation import configure_logging
+from services.common.errors import ParleyError
+from services.common.settings import BusSettings
+
+logger = logging.getLogger("parley")
+
+
+def _version() -> str:
+    try:
+        return version("parley")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def cmd_topics_list(args: argparse.Namespace, settings: BusSettings) -> int:
+    rows = [("topic", "partitions", "key", "payload", "producers", "consumers")]
+    for spec in TOPICS:
+        rows.append(
+            (
+                settings.physical(spec.topic),
+                str(settings.partitions_of(spec.topic)),
+                spec.key,
+                spec.payload_name,
+                ", ".join(spec.producers),
+                ", ".join(spec.consumers),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: BusSettings) -> int:
+    from services.common.kafka_bus import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings, list(Topic)))
+    if created:
+        print(
+            f"created {len(created)} topic(s) on {settings.kafka_bootstrap_servers}: "
+            + ", ".join(created)
+        )
+    else:
+        print(f"all {len(Topic)} topics already exist on {settings.kafka_bootstrap_servers}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, settings: BusSettings) -> int:
+    from schemas import generate
+
+    return generate.main(["--check"] if args.check else [])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley",
+        description="Parley: Rasa 3.x bots as event-driven services over Kafka.",
+    )
+    parser.add_argument("--version", action="version", version=f"parley {_version()}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    topics = commands.add_parser("topics", help="list the bus topics or create them on Kafka")
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    topic_commands.add_parser(
+        "list", help="name, partitions, key, payload, producers and consumers of every topic"
+    ).set_defaults(func=cmd_topics_list)
+    topic_commands.add_parser(
+        "create", help="create the missing topics on KAFKA_BOOTSTRAP_SERVERS"
+    ).set_defaults(func=cmd_topics_create)
+
+    schemas = commands.add_parser(
+        "schemas", help="write the JSON Schema and AsyncAPI files under schemas/generated/"
+    )
+    schemas.add_argument("--check", action="store_true", help="only check they are up to date")
+    schemas.set_defaults(func=cmd_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level.upper())
+    settings = BusSettings()
+    try:
+        return int(args.func(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except (ParleyError, OSError) as exc:
+        logger.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The nlu service (not built yet: it lands with its own issue)."""
