@@ -21,10 +21,10 @@ help:
 install: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/install-system.sh
-	scripts/install-system.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	scripts/install-system.sh
 	touch $(STAMP)
 
 lint: install
