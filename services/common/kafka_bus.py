@@ -61,6 +61,8 @@ class KafkaBus:
             # Parley logs through its dispatcher; FastStream's per-message log lines would
             # cost more than the work on a busy partition.
             logger=None,
+            # Handlers take the raw record and nothing injected: skip FastDepends.
+            apply_types=False,
         )
         for subscription in self._subscriptions:
             self._register(broker, subscription)
