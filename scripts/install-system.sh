@@ -42,6 +42,9 @@ missing_packages() {
     command -v curl >/dev/null || missing+=(curl)
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || missing+=(maven)
+    # `parley visualize` lays graphs out with Graphviz; browser tests drive Debian's Chromium.
+    command -v dot >/dev/null || missing+=(graphviz)
+    command -v chromium >/dev/null || missing+=(chromium)
     printf '%s\n' "${missing[@]}"
 }
 
@@ -49,7 +52,7 @@ install_apt_packages() {
     local -a missing
     mapfile -t missing < <(missing_packages | sed '/^$/d')
     if ((${#missing[@]} == 0)); then
-        say "apt: redis-server, postgresql, curl, java and maven already installed, skipping"
+        say "apt: redis-server, postgresql, curl, java, maven, graphviz and chromium already installed, skipping"
         return 0
     fi
     if [[ $EUID -ne 0 ]]; then
