@@ -117,6 +117,7 @@ def read_config(data: LineDict, reader: FileReader) -> Config:
             f"{names}; they are not used",
             "remove them, or keep them for Rasa; Parley's equivalents are listed "
             "in docs/bot-projects.md",
+            code="unsupported-component",
         )
     return config
 

@@ -173,7 +173,9 @@ def _check_version(path: Path, data: LineDict, problems: list[Problem]) -> None:
     version = data.get("version")
     if version is None:
         problems.append(
-            Problem.warning(path, 1, "no `version` key", 'add `version: "3.1"` as the first line')
+            Problem.warning(
+                path, 1, "no `version` key", 'add `version: "3.1"` as the first line', "no-version"
+            )
         )
     elif not isinstance(version, str) or not SUPPORTED_VERSION.match(version):
         problems.append(
