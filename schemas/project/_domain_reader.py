@@ -36,6 +36,14 @@ DOMAIN_KEYS = (
     "config",
     "e2e_actions",
 )
+SECTION_TYPES: dict[str, type] = {
+    "intents": list,
+    "entities": list,
+    "actions": list,
+    "slots": dict,
+    "responses": dict,
+    "forms": dict,
+}
 MAPPING_KEYS = (
     "type",
     "entity",
@@ -61,11 +69,16 @@ class DomainParts:
     actions: list[Action] = field(default_factory=list)
     session_config: SessionConfig | None = None
     store_entities_as_slots: bool | None = None
+    # Sections that could not be read: checks against them would only repeat the problem.
+    broken: set[str] = field(default_factory=set)
 
 
 def read_domain_file(data: LineDict, reader: FileReader, parts: DomainParts) -> None:
     """Add what one domain file defines to `parts`."""
     reader.unknown_keys(data, DOMAIN_KEYS, "the domain")
+    for section, kind in SECTION_TYPES.items():
+        if section in data and data[section] is not None and not isinstance(data[section], kind):
+            parts.broken.add(section)
     if "intents" in data:
         _intents(data["intents"], data.line_of("intents"), reader, parts)
     if "entities" in data:
@@ -101,6 +114,14 @@ def _named_items(value: Any, line: int | None, reader: FileReader, what: str):  
             yield item, None, item_line
         elif isinstance(item, LineDict) and len(item) == 1:
             name, options = next(iter(item.items()))
+            if options is None and what in ("`intents`", "`entities`"):
+                reader.error(
+                    item_line,
+                    f"`{name}` in {what} ends with `:` but has no options",
+                    "remove the `:`, or indent its options under it (Rasa rejects it)",
+                )
+                yield str(name), None, item_line
+                continue
             if options is not None and not isinstance(options, LineDict):
                 reader.error(
                     item_line,
@@ -196,8 +217,8 @@ def _slots(value: Any, line: int | None, reader: FileReader, parts: DomainParts)
             reader.error(
                 spec.line_of("type"), f"slot `{name}` has unknown type {slot_type!r}", hint
             )
-            continue
-        mappings = _mappings(name, spec, reader)
+            slot_type = "any"  # keep the slot, so references to it are not reported again
+        mappings = _mappings(name, spec, slot_line, reader)
         parts.slots.append(
             Slot(
                 name=str(name),
@@ -231,10 +252,12 @@ def _max(spec: LineDict, reader: FileReader) -> float:
     return 1.0 if value is None else value
 
 
-def _mappings(slot: str, spec: LineDict, reader: FileReader) -> list[SlotMapping]:
+def _mappings(
+    slot: str, spec: LineDict, slot_line: int | None, reader: FileReader
+) -> list[SlotMapping]:
     if "mappings" not in spec:
         reader.warning(
-            spec.line,
+            slot_line,
             f"slot `{slot}` has no `mappings`",
             "Rasa 3 fills slots only through mappings: add `mappings:` "
             "(use `- type: custom` when a custom action sets it)",
@@ -328,7 +351,7 @@ def read_responses(value: Any, line: int | None, reader: FileReader, parts: Doma
 def _variation(name: str, v: LineDict, reader: FileReader) -> ResponseVariation | None:
     reader.unknown_keys(v, (*RESPONSE_KEYS, "template"), f"response `{name}`")
     if not any(
-        k in v
+        v.get(k) not in (None, "", [], {})
         for k in ("text", "image", "buttons", "custom", "attachment", "elements", "quick_replies")
     ):
         reader.error(
@@ -382,7 +405,7 @@ def _forms(value: Any, line: int | None, reader: FileReader, parts: DomainParts)
                 "Rasa 3: `required_slots` is a list of slot names; move the "
                 "mappings to the slots under `slots:`",
             )
-            continue
+            required = [str(slot) for slot in required]  # keep the form and its slots
         parts.forms.append(
             Form(
                 name=str(name),

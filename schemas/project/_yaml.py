@@ -152,8 +152,17 @@ def load_yaml(path: Path, text: str | None = None) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a safe loader subclass
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # An unclosed quote or bracket is reported where the parser gave up (often the end
+        # of the file); where the quote or bracket opened is where the mistake is.
+        last_line = text.count("\n") + 1
+        context = exc.context or ""
+        opened = context.startswith(("while scanning a quoted", "while parsing a flow"))
+        at_end = exc.problem_mark is not None and exc.problem_mark.line + 1 >= last_line
+        use_context = exc.context_mark is not None and (opened or at_end)
+        mark = exc.context_mark if use_context else (exc.problem_mark or exc.context_mark)
         line = mark.line + 1 if mark is not None else None
+        if line is not None:
+            line = min(line, text.count("\n") + 1)
         what = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
         raise ProjectFileError(

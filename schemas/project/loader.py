@@ -19,6 +19,7 @@ from schemas.project.stories import Story, read_story_section
 
 YAML_SUFFIXES = (".yml", ".yaml")
 SUPPORTED_VERSION = re.compile(r"^(2\.0|3\.\d+)$")
+LATEST_MINOR = 1  # Rasa 3's latest training-data format is "3.1"
 DATA_KEYS = ("version", "nlu", "stories", "rules", "responses")
 
 
@@ -36,6 +37,10 @@ class Project:
     endpoints: Endpoints = field(default_factory=Endpoints)
     credentials: dict[str, Any] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    # Parts that could not be read ("domain", "data", or a domain section such as "intents"):
+    # the validator skips checks against them rather than repeat the problem many times.
+    incomplete: set[str] = field(default_factory=set)
+    unreadable: set[Path] = field(default_factory=set)
 
 
 def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
@@ -71,10 +76,14 @@ def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
 
     parts = DomainParts()
     domain_files = _domain_files(root, problems)
+    if not domain_files:
+        project.incomplete.add("domain")
     for path in domain_files:
         data = _load(path, problems, project)
         if data is not None:
             read_domain_file(data, FileReader(path, problems), parts)
+        elif path in project.unreadable:
+            project.incomplete.add("domain")
 
     data_dir = root / "data"
     if data_dir.is_dir():
@@ -97,6 +106,7 @@ def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
                 _read_data_file(path, "test", project, parts, problems)
 
     project.domain = _merge_domain(parts, domain_files, problems)
+    project.incomplete |= parts.broken
     for name, target in (("endpoints.yml", "endpoints"), ("credentials.yml", "credentials")):
         path = root / name
         if path.is_file():
@@ -149,12 +159,14 @@ def _load(
         data = load_yaml(path)
     except ProjectFileError as exc:
         problems.append(exc.problem)
+        project.unreadable.add(path)
         return None
     if data is None:
         if require_version:  # an endpoints or credentials file with everything commented out
             problems.append(Problem.warning(path, None, "the file is empty"))
         return None
     if not isinstance(data, LineDict):
+        project.unreadable.add(path)
         problems.append(
             Problem.error(
                 path,
@@ -177,6 +189,16 @@ def _check_version(path: Path, data: LineDict, problems: list[Problem]) -> None:
                 path, 1, "no `version` key", 'add `version: "3.1"` as the first line', "no-version"
             )
         )
+    elif isinstance(version, float | int):
+        problems.append(
+            Problem.error(
+                path,
+                data.line_of("version"),
+                f"`version: {version}` is a number; it must be a quoted string",
+                f'write `version: "{version}"`',
+                "version",
+            )
+        )
     elif not isinstance(version, str) or not SUPPORTED_VERSION.match(version):
         problems.append(
             Problem.error(
@@ -184,6 +206,18 @@ def _check_version(path: Path, data: LineDict, problems: list[Problem]) -> None:
                 data.line_of("version"),
                 f"unsupported version {version!r}",
                 'use `version: "3.1"` (quoted); "2.0" and "3.x" are read',
+                "version",
+            )
+        )
+    elif version.startswith("3.") and int(version[2:]) > LATEST_MINOR:
+        problems.append(
+            Problem.warning(
+                path,
+                data.line_of("version"),
+                f"version {version!r} is newer than the latest training-data format, 3.1; "
+                "Rasa 3 skips such files (Parley reads it)",
+                'write `version: "3.1"`: the version names the file format, not a Rasa release',
+                "version",
             )
         )
 
@@ -193,6 +227,8 @@ def _read_data_file(
 ) -> None:
     data = _load(path, problems, project)
     if data is None:
+        if path in project.unreadable:
+            project.incomplete.add("data")
         return
     reader = FileReader(path, problems)
     reader.unknown_keys(data, DATA_KEYS, "a data file")

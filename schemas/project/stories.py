@@ -117,7 +117,7 @@ def read_story_section(
         allowed = ["steps", "metadata", label]
         if kind == "rule":
             allowed += ["condition", "conversation_start", "wait_for_user_input"]
-        reader.unknown_keys(entry, allowed, f"{label} `{name}`")
+        reader.unknown_keys(entry, allowed, f"{label} `{name}`", error=True)
         steps = reader.sequence(
             entry.get("steps"), entry.line_of("steps"), f"the steps of {label} `{name}`"
         )
@@ -198,12 +198,14 @@ def _step(item: Any, line: int | None, reader: FileReader, kind: StoryKind) -> S
         if len(options) != len(parsed):
             reader.error(line, "`or` may only hold intent and slot_was_set steps")
         return OrStep(source, options)
-    reader.error(
-        line,
-        "an empty step",
-        "a step needs intent, user, action, bot, slot_was_set, active_loop, checkpoint or or",
-    )
-    return None
+    if not step:
+        reader.error(
+            line,
+            "an empty step",
+            "a step needs one of: intent, user, action, bot, slot_was_set, active_loop, "
+            "checkpoint, or",
+        )
+    return None  # a step of unknown keys only was reported by unknown_keys
 
 
 def _user_step(step: LineDict, source: Source, reader: FileReader) -> UserStep | None:

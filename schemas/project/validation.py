@@ -2,7 +2,8 @@
 
 Errors break training or behaviour (a story naming an action that does not exist);
 warnings are likely mistakes that Rasa would also only warn about (an annotated entity
-missing from the domain, an example under two intents).
+missing from the domain, an example under two intents). Checks against a part of the
+project that could not be read are skipped: one broken file is one problem, not forty.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import re
 import string
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from schemas.project._read import suggest
 from schemas.project.conflicts import find_conflicts
-from schemas.project.domain import DEFAULT_ACTIONS, DEFAULT_INTENTS, Domain
+from schemas.project.domain import DEFAULT_ACTIONS, DEFAULT_INTENTS, Domain, Form
 from schemas.project.loader import Project
-from schemas.project.nlu import Example
+from schemas.project.nlu import EntityAnnotation, Example
 from schemas.project.problems import Level, Problem, Source
 from schemas.project.stories import (
     ActionStep,
@@ -28,21 +30,40 @@ from schemas.project.stories import (
     UserStep,
 )
 
-EXTERNAL = re.compile(r"^EXTERNAL_")
+EXTERNAL = re.compile(r"^EXT(ERNAL)?_")
+ALWAYS_USED = frozenset({"utter_default", "utter_ask_rephrase", "utter_restart"})
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the domain defines, and which of its parts could be read."""
+
+    domain: Domain
+    incomplete: frozenset[str]
+
+    def checks(self, section: str) -> bool:
+        """Whether references to a domain section can be checked."""
+        return "domain" not in self.incomplete and section not in self.incomplete
+
+    @property
+    def intents(self) -> set[str]:
+        return set(self.domain.intents) | DEFAULT_INTENTS
 
 
 def validate(project: Project, *, max_history: int | None = None) -> list[Problem]:
     """Every problem in the project beyond those found while reading it."""
+    known = _Known(project.domain, frozenset(project.incomplete))
     problems: list[Problem] = []
-    domain = project.domain
-    problems += _domain_problems(domain)
-    problems += _nlu_problems(project)
+    problems += _domain_problems(known)
+    problems += _nlu_problems(project, known)
     for story in (*project.stories, *project.rules, *project.test_stories):
-        problems += _story_problems(story, domain)
+        problems += _story_problems(story, known)
     problems += _checkpoint_problems(project.stories)
-    problems += _unused(project)
-    history = max_history if max_history is not None else project.config.max_history
-    problems += find_conflicts(project.stories, domain, history)
+    if "data" not in known.incomplete and "domain" not in known.incomplete:
+        problems += _unused(project)
+    if "domain" not in known.incomplete:
+        history = max_history if max_history is not None else project.config.max_history
+        problems += find_conflicts(project.stories, project.domain, history)
     return problems
 
 
@@ -50,42 +71,75 @@ def _at(source: Source, level: Level, message: str, hint: str = "", code: str = 
     return Problem(level, source, message, hint, code)
 
 
-def _known_intents(domain: Domain) -> set[str]:
-    return set(domain.intents) | DEFAULT_INTENTS
-
-
 def _unknown(kind: str, name: str, known: set[str], what_to_do: str) -> tuple[str, str]:
-    close = suggest(name, known)
-    return f"unknown {kind} `{name}`", close or what_to_do
+    return f"unknown {kind} `{name}`", suggest(name, known) or what_to_do
 
 
-def _domain_problems(domain: Domain) -> Iterator[Problem]:
-    intents = _known_intents(domain)
-    for form in domain.forms.values():
-        for slot_name in form.required_slots:
-            if not domain.is_known_slot(slot_name):
-                message, hint = _unknown(
-                    "slot", slot_name, set(domain.slots), "add it under `slots:` in the domain"
-                )
-                yield _at(
-                    form.source,
-                    Level.ERROR,
-                    f"form `{form.name}` requires an {message}",
-                    hint,
-                    "form-slot",
-                )
-        for intent in form.ignored_intents:
-            if intent not in intents:
-                yield _at(
-                    form.source,
-                    Level.WARNING,
-                    f"form `{form.name}` ignores unknown intent `{intent}`",
-                    suggest(intent, intents) or "add it to `intents:`",
-                    "form-intent",
-                )
+def _domain_problems(known: _Known) -> Iterator[Problem]:
+    domain = known.domain
+    if known.checks("forms"):
+        for form in domain.forms.values():
+            yield from _form_problems(form, known)
+    if known.checks("slots"):
+        yield from _slot_problems(known)
+    if known.checks("responses") and known.checks("slots"):
+        yield from _response_problems(domain)
+
+
+def _form_problems(form: Form, known: _Known) -> Iterator[Problem]:
+    domain = known.domain
+    for slot_name in form.required_slots:
+        if known.checks("slots") and not domain.is_known_slot(slot_name):
+            message, hint = _unknown(
+                "slot", slot_name, set(domain.slots), "add it under `slots:` in the domain"
+            )
+            yield _at(
+                form.source,
+                Level.ERROR,
+                f"form `{form.name}` requires an {message}",
+                hint,
+                "form-slot",
+            )
+            continue
+        asks = (
+            f"utter_ask_{form.name}_{slot_name}",
+            f"utter_ask_{slot_name}",
+            f"action_ask_{form.name}_{slot_name}",
+            f"action_ask_{slot_name}",
+        )
+        if (
+            known.checks("responses")
+            and known.checks("actions")
+            and not any(name in domain.responses or name in domain.actions for name in asks)
+        ):
+            yield _at(
+                form.source,
+                Level.WARNING,
+                f"form `{form.name}` cannot ask for `{slot_name}`: there is no "
+                f"`utter_ask_{slot_name}`",
+                f"add a response `utter_ask_{slot_name}` (or `action_ask_{slot_name}`)",
+                "form-ask",
+            )
+    for intent in form.ignored_intents:
+        if known.checks("intents") and intent not in known.intents:
+            yield _at(
+                form.source,
+                Level.WARNING,
+                f"form `{form.name}` ignores unknown intent `{intent}`",
+                suggest(intent, known.intents) or "add it to `intents:`",
+                "form-intent",
+            )
+
+
+def _slot_problems(known: _Known) -> Iterator[Problem]:
+    domain = known.domain
     for slot in domain.slots.values():
         for mapping in slot.mappings:
-            if mapping.entity and mapping.entity not in domain.entities:
+            if (
+                mapping.entity
+                and known.checks("entities")
+                and (mapping.entity not in domain.entities)
+            ):
                 message, hint = _unknown(
                     "entity",
                     mapping.entity,
@@ -100,8 +154,10 @@ def _domain_problems(domain: Domain) -> Iterator[Problem]:
                     "slot-entity",
                 )
             for intent in (*mapping.intent, *mapping.not_intent):
-                if intent not in intents:
-                    message, hint = _unknown("intent", intent, intents, "add it to `intents:`")
+                if known.checks("intents") and intent not in known.intents:
+                    message, hint = _unknown(
+                        "intent", intent, known.intents, "add it to `intents:`"
+                    )
                     yield _at(
                         mapping.source,
                         Level.ERROR,
@@ -109,15 +165,45 @@ def _domain_problems(domain: Domain) -> Iterator[Problem]:
                         hint,
                         "slot-intent",
                     )
+            if (
+                mapping.action
+                and known.checks("actions")
+                and not (domain.is_known_action(mapping.action))
+            ):
+                message, hint = _unknown(
+                    "action",
+                    mapping.action,
+                    set(domain.actions),
+                    "list it under `actions:` in the domain",
+                )
+                yield _at(
+                    mapping.source,
+                    Level.ERROR,
+                    f"the custom mapping of slot `{slot.name}` names an {message}",
+                    hint,
+                    "slot-action",
+                )
             for condition in mapping.conditions:
-                if condition.active_loop and condition.active_loop not in domain.forms:
+                loop = condition.active_loop
+                if not loop or not known.checks("forms"):
+                    continue
+                form = domain.forms.get(loop)
+                if form is None:
                     yield _at(
                         mapping.source,
                         Level.ERROR,
-                        f"a mapping of slot `{slot.name}` is conditioned on unknown form "
-                        f"`{condition.active_loop}`",
-                        suggest(condition.active_loop, set(domain.forms))
-                        or "add the form under `forms:`",
+                        f"a mapping of slot `{slot.name}` is conditioned on unknown form `{loop}`",
+                        suggest(loop, set(domain.forms)) or "add the form under `forms:`",
+                        "slot-condition",
+                    )
+                elif slot.name not in form.required_slots:
+                    yield _at(
+                        mapping.source,
+                        Level.WARNING,
+                        f"a mapping of slot `{slot.name}` is conditioned on form "
+                        f"`{loop}`, which does not require the slot",
+                        f"add `{slot.name}` to the `required_slots` of `{loop}`, or drop "
+                        "the condition",
                         "slot-condition",
                     )
         if (
@@ -128,11 +214,14 @@ def _domain_problems(domain: Domain) -> Iterator[Problem]:
             yield _at(
                 slot.source,
                 Level.ERROR,
-                f"categorical slot `{slot.name}` starts "
-                f"with {slot.initial_value!r}, which is not one of its values",
+                f"categorical slot `{slot.name}` starts with {slot.initial_value!r}, "
+                "which is not one of its values",
                 f"use one of: {', '.join(slot.values)}",
                 "slot-initial",
             )
+
+
+def _response_problems(domain: Domain) -> Iterator[Problem]:
     for response in domain.responses.values():
         for variation in response.variations:
             for slot_condition in variation.condition:
@@ -166,14 +255,14 @@ def _template_slots(text: str) -> Iterator[str]:
         return
 
 
-def _nlu_problems(project: Project) -> Iterator[Problem]:
-    domain = project.domain
-    intents = _known_intents(domain)
+def _nlu_problems(project: Project, known: _Known) -> Iterator[Problem]:
+    domain = known.domain
+    intents = known.intents
     seen: dict[str, Example] = {}
-    unknown_entities: dict[tuple[str, str, str], list[Example]] = defaultdict(list)
+    found: dict[tuple[str, str, str], list[Source]] = defaultdict(list)
     for example in project.nlu.examples:
         base = example.retrieval_intent or example.intent
-        if base not in intents:
+        if known.checks("intents") and base not in intents:
             message, hint = _unknown("intent", base, intents, "add it to `intents:` in the domain")
             yield _at(
                 example.source,
@@ -205,16 +294,12 @@ def _nlu_problems(project: Project) -> Iterator[Problem]:
                 "remove the copy",
                 "duplicate-example",
             )
-        for entity in example.entities:
-            declared = domain.entities.get(entity.entity)
-            if declared is None:
-                unknown_entities[("entity", entity.entity, "")].append(example)
-                continue
-            if entity.role and entity.role not in declared.roles:
-                unknown_entities[("role", entity.entity, entity.role)].append(example)
-            if entity.group and entity.group not in declared.groups:
-                unknown_entities[("group", entity.entity, entity.group)].append(example)
-        if example.retrieval_intent and f"utter_{example.intent}" not in domain.responses:
+        _collect_annotations(example.entities, example.source, domain, found)
+        if (
+            example.retrieval_intent
+            and known.checks("responses")
+            and f"utter_{example.intent}" not in domain.responses
+        ):
             yield _at(
                 example.source,
                 Level.WARNING,
@@ -222,16 +307,34 @@ def _nlu_problems(project: Project) -> Iterator[Problem]:
                 "add it under `responses:`",
                 "retrieval",
             )
-    yield from _annotation_problems(unknown_entities, domain)
+    if known.checks("entities"):
+        yield from _annotation_problems(found, domain)
+
+
+def _collect_annotations(
+    entities: tuple[EntityAnnotation, ...],
+    source: Source,
+    domain: Domain,
+    found: dict[tuple[str, str, str], list[Source]],
+) -> None:
+    for entity in entities:
+        declared = domain.entities.get(entity.entity)
+        if declared is None:
+            found[("entity", entity.entity, "")].append(source)
+            continue
+        if entity.role and entity.role not in declared.roles:
+            found[("role", entity.entity, entity.role)].append(source)
+        if entity.group and entity.group not in declared.groups:
+            found[("group", entity.entity, entity.group)].append(source)
 
 
 def _annotation_problems(
-    found: dict[tuple[str, str, str], list[Example]], domain: Domain
+    found: dict[tuple[str, str, str], list[Source]], domain: Domain
 ) -> Iterator[Problem]:
     """One warning per unknown entity, role or group, with how often it is annotated."""
-    for (kind, entity, name), examples in found.items():
-        first = examples[0].source
-        count = f"{len(examples)} example(s)"
+    for (kind, entity, name), sources in found.items():
+        count = f"{len(sources)} example(s)" if len(sources) > 1 else "an example"
+        verb = "annotate" if len(sources) > 1 else "annotates"
         if kind == "entity":
             message, hint = _unknown(
                 "entity",
@@ -240,48 +343,97 @@ def _annotation_problems(
                 "add it under `entities:` or fix the annotations",
             )
             yield _at(
-                first,
+                sources[0],
                 Level.WARNING,
-                f"{count} annotate an {message} (not in the domain)",
+                f"{count} {verb} an {message} (not in the domain)",
                 hint,
                 "nlu-entity",
             )
-        else:
-            yield _at(
-                first,
-                Level.WARNING,
-                f"{count} use {kind} `{name}` of entity `{entity}`, which is not declared",
-                f"add `{kind}s: [{name}]` to entity `{entity}` in the domain",
-                f"nlu-{kind}",
-            )
+            continue
+        declared = domain.entities[entity]
+        options = set(declared.roles if kind == "role" else declared.groups)
+        hint = suggest(name, options) or f"add `{kind}s: [{name}]` to entity `{entity}`"
+        yield _at(
+            sources[0],
+            Level.WARNING,
+            f"{count} use {kind} `{name}` of entity `{entity}`, which is not declared",
+            hint,
+            f"nlu-{kind}",
+        )
 
 
-def _story_problems(story: Story, domain: Domain) -> Iterator[Problem]:
+def _story_problems(story: Story, known: _Known) -> Iterator[Problem]:
     label = {"story": "story", "rule": "rule", "test": "test story"}[story.kind]
-    intents = _known_intents(domain)
     for step in (*story.condition, *story.steps):
-        yield from _step_problems(step, story, label, domain, intents)
+        yield from _step_problems(step, f"{label} `{story.name}`", known)
 
 
-def _step_problems(
-    step: object, story: Story, label: str, domain: Domain, intents: set[str]
-) -> Iterator[Problem]:
-    where = f"{label} `{story.name}`"
+def _step_problems(step: object, where: str, known: _Known) -> Iterator[Problem]:
+    domain = known.domain
     if isinstance(step, OrStep):
         for alternative in step.alternatives:
-            yield from _step_problems(alternative, story, label, domain, intents)
+            yield from _step_problems(alternative, where, known)
     elif isinstance(step, UserStep):
-        intent = step.intent
-        if intent and intent not in intents and not EXTERNAL.match(intent):
-            base = intent.split("/", 1)[0]
-            if base not in intents:
+        yield from _user_step_problems(step, where, known)
+    elif isinstance(step, ActionStep) and step.name and known.checks("actions"):
+        if (
+            known.checks("responses")
+            and known.checks("forms")
+            and (not domain.is_known_action(step.name))
+        ):
+            kind = "response" if step.name.startswith("utter_") else "action"
+            todo = (
+                "add it under `responses:`"
+                if kind == "response"
+                else "list it under `actions:` in the domain"
+            )
+            names = set(domain.actions) | set(domain.responses) | set(domain.forms)
+            message, hint = _unknown(kind, step.name, names | DEFAULT_ACTIONS, todo)
+            yield _at(step.source, Level.ERROR, f"{where} runs an {message}", hint, f"story-{kind}")
+    elif isinstance(step, SlotStep) and known.checks("slots"):
+        for name, value in step.slots:
+            slot = domain.slots.get(name)
+            if slot is None and not domain.is_known_slot(name):
                 message, hint = _unknown(
-                    "intent", intent, intents, "add it to `intents:` in the domain"
+                    "slot", name, set(domain.slots), "add it under `slots:` in the domain"
                 )
                 yield _at(
-                    step.source, Level.ERROR, f"{where} uses an {message}", hint, "story-intent"
+                    step.source, Level.ERROR, f"{where} sets an {message}", hint, "story-slot"
                 )
-        elif intent and intent not in intents:
+            elif (
+                slot is not None
+                and slot.type == "categorical"
+                and value is not None
+                and name not in step.any_value
+                and str(value) not in slot.values
+            ):
+                yield _at(
+                    step.source,
+                    Level.WARNING,
+                    f"{where} sets categorical slot `{name}` to `{value}`, which is not "
+                    "one of its values",
+                    f"use one of: {', '.join(slot.values)}",
+                    "story-slot-value",
+                )
+    elif (
+        isinstance(step, LoopStep)
+        and step.name
+        and known.checks("forms")
+        and not domain.is_known_loop(step.name)
+    ):
+        message, hint = _unknown(
+            "form", step.name, set(domain.forms), "add it under `forms:` in the domain"
+        )
+        yield _at(step.source, Level.ERROR, f"{where} activates an {message}", hint, "story-form")
+
+
+def _user_step_problems(step: UserStep, where: str, known: _Known) -> Iterator[Problem]:
+    domain = known.domain
+    intents = known.intents
+    intent = step.intent
+    if intent and known.checks("intents") and intent not in intents:
+        base = intent.split("/", 1)[0]
+        if EXTERNAL.match(intent):
             yield _at(
                 step.source,
                 Level.ERROR,
@@ -289,39 +441,34 @@ def _step_problems(
                 "list external intents under `intents:` too",
                 "story-intent",
             )
-        for name, _ in step.entities:
-            if name not in domain.entities:
-                message, hint = _unknown(
-                    "entity", name, set(domain.entities), "add it under `entities:` in the domain"
-                )
-                yield _at(
-                    step.source, Level.ERROR, f"{where} uses an {message}", hint, "story-entity"
-                )
-    elif isinstance(step, ActionStep) and step.name:
-        if not domain.is_known_action(step.name):
-            kind = "response" if step.name.startswith("utter_") else "action"
-            todo = (
-                "add it under `responses:`"
-                if kind == "response"
-                else "list it under `actions:` in the domain"
+        elif base not in intents:
+            message, hint = _unknown(
+                "intent", intent, intents, "add it to `intents:` in the domain"
             )
-            known = set(domain.actions) | set(domain.responses) | set(domain.forms)
-            message, hint = _unknown(kind, step.name, known | DEFAULT_ACTIONS, todo)
-            yield _at(step.source, Level.ERROR, f"{where} runs an {message}", hint, f"story-{kind}")
-    elif isinstance(step, SlotStep):
-        for name, _ in step.slots:
-            if not domain.is_known_slot(name):
-                message, hint = _unknown(
-                    "slot", name, set(domain.slots), "add it under `slots:` in the domain"
-                )
-                yield _at(
-                    step.source, Level.ERROR, f"{where} sets an {message}", hint, "story-slot"
-                )
-    elif isinstance(step, LoopStep) and step.name and not domain.is_known_loop(step.name):
-        message, hint = _unknown(
-            "form", step.name, set(domain.forms), "add it under `forms:` in the domain"
-        )
-        yield _at(step.source, Level.ERROR, f"{where} activates an {message}", hint, "story-form")
+            yield _at(step.source, Level.ERROR, f"{where} uses an {message}", hint, "story-intent")
+    if not known.checks("entities"):
+        return
+    for name, _ in step.entities:
+        if name not in domain.entities:
+            message, hint = _unknown(
+                "entity", name, set(domain.entities), "add it under `entities:` in the domain"
+            )
+            yield _at(step.source, Level.ERROR, f"{where} uses an {message}", hint, "story-entity")
+    for annotation in step.annotations:
+        if annotation.entity not in domain.entities:
+            message, hint = _unknown(
+                "entity",
+                annotation.entity,
+                set(domain.entities),
+                "add it under `entities:` or fix the annotation",
+            )
+            yield _at(
+                step.source,
+                Level.WARNING,
+                f"the user text of {where} annotates an {message}",
+                hint,
+                "story-annotation",
+            )
 
 
 def _checkpoint_problems(stories: list[Story]) -> Iterator[Problem]:
@@ -338,7 +485,7 @@ def _checkpoint_problems(stories: list[Story]) -> Iterator[Problem]:
                 source,
                 Level.WARNING,
                 f"checkpoint `{name}` is never continued",
-                "start another story with `- checkpoint: " + name + "`",
+                f"start another story with `- checkpoint: {name}`",
                 "checkpoint",
             )
     for name, source in starts.items():
@@ -347,7 +494,7 @@ def _checkpoint_problems(stories: list[Story]) -> Iterator[Problem]:
                 source,
                 Level.WARNING,
                 f"checkpoint `{name}` is never reached",
-                "end another story with `- checkpoint: " + name + "`",
+                f"end another story with `- checkpoint: {name}`",
                 "checkpoint",
             )
 
@@ -355,22 +502,19 @@ def _checkpoint_problems(stories: list[Story]) -> Iterator[Problem]:
 def _unused(project: Project) -> Iterator[Problem]:
     domain = project.domain
     used_actions: set[str] = set()
-    used_intents: set[str] = set()
     for story in (*project.stories, *project.rules):
         for step in story.steps:
             for part in step.alternatives if isinstance(step, OrStep) else (step,):
                 if isinstance(part, ActionStep) and part.name:
                     used_actions.add(part.name)
-                if isinstance(part, UserStep) and part.intent:
-                    used_intents.add(part.intent)
     for form in domain.forms.values():
-        used_actions.update(f"utter_ask_{slot}" for slot in form.required_slots)
-        used_actions.update(f"utter_ask_{form.name}_{slot}" for slot in form.required_slots)
+        for slot in form.required_slots:
+            used_actions.update((f"utter_ask_{slot}", f"utter_ask_{form.name}_{slot}"))
     nlu_intents = {e.retrieval_intent or e.intent for e in project.nlu.examples}
     for intent in domain.intents.values():
         if intent.name not in nlu_intents and intent.name not in DEFAULT_INTENTS:
             hint = "add examples under `nlu:` or remove the intent"
-            if EXTERNAL.match(intent.name) or intent.name.startswith("EXT"):
+            if EXTERNAL.match(intent.name):
                 hint = "fine if it is only triggered externally (reminders, trigger_intent)"
             yield _at(
                 intent.source,
@@ -385,7 +529,7 @@ def _unused(project: Project) -> Iterator[Problem]:
             name.startswith("utter_")
             and name not in used_actions
             and "/" not in name
-            and name not in ("utter_default", "utter_ask_rephrase", "utter_restart")
+            and name not in ALWAYS_USED
         ):
             yield _at(
                 response.source,
