@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from schemas.project._read import FileReader, line_of, type_name
 from schemas.project._yaml import LineDict
@@ -22,6 +22,7 @@ from schemas.project.domain import (
     Slot,
     SlotCondition,
     SlotMapping,
+    SlotType,
 )
 
 DOMAIN_KEYS = (
@@ -222,7 +223,7 @@ def _slots(value: Any, line: int | None, reader: FileReader, parts: DomainParts)
         parts.slots.append(
             Slot(
                 name=str(name),
-                type=slot_type,
+                type=cast(SlotType, slot_type),
                 source=reader.source(slot_line),
                 influence_conversation=reader.boolean(
                     spec.get("influence_conversation"),
