@@ -12,6 +12,7 @@ from schemas.topics import TOPICS, Topic
 from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
+from services.dialogue.visualize_cli import add_visualize_command
 from services.validate_cli import add_validate_command
 
 logger = logging.getLogger("parley")
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--check", action="store_true", help="only check they are up to date")
     schemas.set_defaults(func=cmd_schemas)
     add_validate_command(commands)
+    add_visualize_command(commands)
     return parser
 
 
