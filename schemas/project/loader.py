@@ -41,6 +41,9 @@ class Project:
     # the validator skips checks against them rather than repeat the problem many times.
     incomplete: set[str] = field(default_factory=set)
     unreadable: set[Path] = field(default_factory=set)
+    # Response names quoted in the project's own action code (`actions/`), so responses a
+    # custom action utters are not reported as unused.
+    responses_in_actions: set[str] = field(default_factory=set)
 
 
 def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
@@ -105,6 +108,7 @@ def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
             if path.name.startswith("test_"):
                 _read_data_file(path, "test", project, parts, problems)
 
+    project.responses_in_actions = _responses_in_actions(root)
     project.domain = _merge_domain(parts, domain_files, problems)
     project.incomplete |= parts.broken
     for name, target in (("endpoints.yml", "endpoints"), ("credentials.yml", "credentials")):
@@ -116,6 +120,23 @@ def read_project(root: Path | str) -> tuple[Project, list[Problem]]:
             elif data is not None:
                 project.credentials = dict(data)
     return project, problems
+
+
+RESPONSE_LITERAL = re.compile(r"""["'](utter_[A-Za-z0-9_/]+)["']""")
+
+
+def _responses_in_actions(root: Path) -> set[str]:
+    """`utter_*` names quoted in `actions.py` or under `actions/` (read as text, never run)."""
+    files = [root / "actions.py"] if (root / "actions.py").is_file() else []
+    if (root / "actions").is_dir():
+        files += sorted((root / "actions").rglob("*.py"))
+    found: set[str] = set()
+    for path in files:
+        try:
+            found.update(RESPONSE_LITERAL.findall(path.read_text(errors="replace")))
+        except OSError:
+            continue
+    return found
 
 
 def load_project(root: Path | str) -> Project:

@@ -54,7 +54,7 @@ def validate(project: Project, *, max_history: int | None = None) -> list[Proble
     """Every problem in the project beyond those found while reading it."""
     known = _Known(project.domain, frozenset(project.incomplete))
     problems: list[Problem] = []
-    problems += _domain_problems(known)
+    problems += _domain_problems(known, project.responses_in_actions)
     problems += _nlu_problems(project, known)
     for story in (*project.stories, *project.rules, *project.test_stories):
         problems += _story_problems(story, known)
@@ -75,7 +75,7 @@ def _unknown(kind: str, name: str, known: set[str], what_to_do: str) -> tuple[st
     return f"unknown {kind} `{name}`", suggest(name, known) or what_to_do
 
 
-def _domain_problems(known: _Known) -> Iterator[Problem]:
+def _domain_problems(known: _Known, project_actions: set[str]) -> Iterator[Problem]:
     domain = known.domain
     if known.checks("forms"):
         for form in domain.forms.values():
@@ -83,7 +83,7 @@ def _domain_problems(known: _Known) -> Iterator[Problem]:
     if known.checks("slots"):
         yield from _slot_problems(known)
     if known.checks("responses") and known.checks("slots"):
-        yield from _response_problems(domain)
+        yield from _response_problems(domain, project_actions)
 
 
 def _form_problems(form: Form, known: _Known) -> Iterator[Problem]:
@@ -221,7 +221,7 @@ def _slot_problems(known: _Known) -> Iterator[Problem]:
             )
 
 
-def _response_problems(domain: Domain) -> Iterator[Problem]:
+def _response_problems(domain: Domain, project_actions: set[str]) -> Iterator[Problem]:
     for response in domain.responses.values():
         for variation in response.variations:
             for slot_condition in variation.condition:
@@ -234,6 +234,8 @@ def _response_problems(domain: Domain) -> Iterator[Problem]:
                         suggest(slot_condition.name, set(domain.slots)) or "add the slot",
                         "response-condition",
                     )
+            if response.name in project_actions:
+                continue  # an action utters it and may pass the template's values
             for name in _template_slots(variation.text or ""):
                 if name not in domain.slots:
                     yield _at(
@@ -501,7 +503,7 @@ def _checkpoint_problems(stories: list[Story]) -> Iterator[Problem]:
 
 def _unused(project: Project) -> Iterator[Problem]:
     domain = project.domain
-    used_actions: set[str] = set()
+    used_actions: set[str] = set(project.responses_in_actions)
     for story in (*project.stories, *project.rules):
         for step in story.steps:
             for part in step.alternatives if isinstance(step, OrStep) else (step,):

@@ -349,3 +349,24 @@ def test_standalone_nlu_file(tmp_path: Path) -> None:
     data, problems = read_nlu_file(path)
     assert problems == []
     assert [(e.text, e.intent) for e in data.examples] == [("one x", "a"), ("two", "a")]
+
+
+def test_responses_uttered_by_the_projects_actions_count_as_used(tmp_path: Path) -> None:
+    from schemas.project.validation import validate
+
+    write(
+        tmp_path,
+        {
+            "config.yml": "language: en\n",
+            "domain.yml": 'version: "3.1"\nintents:\n  - greet\nresponses:\n'
+            "  utter_hi:\n    - text: Hi {name}\n  utter_unused:\n    - text: never\n",
+            "data/nlu.yml": 'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n',
+            "actions/actions.py": 'dispatcher.utter_message(response="utter_hi", name=user)\n',
+        },
+    )
+    project, problems = read_project(tmp_path)
+    problems += validate(project)
+    assert project.responses_in_actions == {"utter_hi"}
+    messages = [p.message for p in problems]
+    assert "response `utter_unused` is never used in stories or rules" in messages
+    assert not any("utter_hi" in m for m in messages)

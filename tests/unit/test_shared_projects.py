@@ -16,7 +16,7 @@ from schemas.project.validation import validate
 EXPECTED_WARNINGS: dict[str, dict[str, int]] = {
     "concertbot": {"unsupported-component": 1, "intent-no-examples": 1},
     "e2ebot": {"unsupported-component": 1},
-    "formbot": {"unsupported-component": 1, "duplicate-example": 6, "unused-response": 3},
+    "formbot": {"unsupported-component": 1, "duplicate-example": 6},
     "knowledgebasebot": {},
     "moodbot": {"no-version": 1},
     "reminderbot": {"unsupported-component": 1, "intent-no-examples": 3},
