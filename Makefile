@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml scripts/install-system.sh
 	touch $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check schemas services tests benchmarks
-	$(VENV)/bin/ruff format --check schemas services tests benchmarks
+	$(VENV)/bin/ruff check schemas services tests benchmarks examples
+	$(VENV)/bin/ruff format --check schemas services tests benchmarks examples
 	$(VENV)/bin/mypy
 
 test: install

@@ -1,0 +1,1 @@
+"""Custom actions of the Spoke & Chain example bot (rasa-sdk 3.x)."""
