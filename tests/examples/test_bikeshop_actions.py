@@ -15,13 +15,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
-from tests.examples._bikeshop import BOT, domain, synonyms
-
-pytest.importorskip("rasa_sdk", reason="the bikeshop actions need rasa-sdk installed")
-
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
+
+from tests.examples._bikeshop import BOT, domain, synonyms
 
 
 def load_actions() -> ModuleType:
