@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from services.common.bus import Bus
 from services.common.clock import Clock
@@ -16,10 +16,12 @@ def kafka_bootstrap() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 
 
-def bus_settings(transport: str, prefix: str, **overrides: Any) -> BusSettings:
+def bus_settings(
+    transport: Literal["kafka", "memory"], prefix: str, **overrides: Any
+) -> BusSettings:
     """Settings for a test: its own topic prefix, so tests never see each other's messages."""
     return BusSettings(
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
         kafka_bootstrap_servers=kafka_bootstrap(),
         topic_prefix=prefix,
         session_timeout_ms=6_000,

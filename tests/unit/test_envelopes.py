@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -31,7 +32,7 @@ from services.common import codec
 from services.common.errors import DecodeError
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
-COMMON = {"conversation_id": "conv-1", "sent_at": NOW, "correlation_id": "m0"}
+COMMON: dict[str, Any] = {"conversation_id": "conv-1", "sent_at": NOW, "correlation_id": "m0"}
 
 
 def examples() -> list[Envelope]:
@@ -99,12 +100,18 @@ def test_json_round_trip(envelope: Envelope) -> None:
 
 
 def test_inboxes_dispatch_on_kind() -> None:
+    dialogue = (ParsedUserMessage, ActionResult, ExternalTrigger, ConsoleCommand)
+    scheduler = (ReminderRequest, ReminderCancelRequest, HandoffTimerRequest)
+    checked = 0
     for envelope in examples():
         data = codec.encode(envelope)
-        if envelope.kind in ("user_parsed", "action_result", "external_trigger", "console_command"):
+        if isinstance(envelope, dialogue):
             assert codec.decode(data, DialogueInput) == envelope
-        if envelope.kind in ("reminder_schedule", "reminder_cancel", "handoff_timer"):
+            checked += 1
+        if isinstance(envelope, scheduler):
             assert codec.decode(data, SchedulerInput) == envelope
+            checked += 1
+    assert checked == len(dialogue) + len(scheduler)
 
 
 def test_a_message_for_another_inbox_is_a_decode_error_naming_the_kinds() -> None:
@@ -173,7 +180,7 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
 
 
 def test_envelopes_are_frozen() -> None:
-    message = examples()[0]
+    message = UserMessage(conversation_id="c", text="x", sent_at=NOW)
     with pytest.raises(ValidationError):
         message.text = "changed"  # type: ignore[misc]
 
