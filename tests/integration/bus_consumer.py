@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from schemas.envelopes import UserMessage
 from schemas.topics import Topic
 from services.common.bus import Publication, Subscription
 from services.common.clock import SystemClock
+from services.common.correlation import configure_logging
 from services.common.kafka_bus import KafkaBus
 from services.common.settings import BusSettings
 
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    # Rebalances are what these tests provoke: aiokafka's warnings about them are expected.
+    configure_logging(logging.ERROR)
     asyncio.run(run(parser.parse_args()))
 
 
