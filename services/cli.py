@@ -13,6 +13,7 @@ from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
 from services.dialogue.visualize_cli import add_visualize_command
+from services.nlu.export_cli import add_export_command
 from services.validate_cli import add_validate_command
 
 logger = logging.getLogger("parley")
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(func=cmd_schemas)
     add_validate_command(commands)
     add_visualize_command(commands)
+    add_export_command(commands)
     return parser
 
 

@@ -237,6 +237,7 @@ triton_env() {
     elif port_answers 127.0.0.1 "$TRITON_HTTP_PORT"; then
         printf 'export TRITON_URL=%s\n' "$TRITON_DEFAULT_URL"
         printf 'export TRITON_GRPC_URL=%s\n' "$TRITON_DEFAULT_GRPC_URL"
+        printf 'export TRITON_MODEL_REPOSITORY=%q\n' "$TRITON_DIR/models"
     else
         printf '# triton: not running (run make services-up)\n'
     fi
