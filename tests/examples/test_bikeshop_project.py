@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from schemas.project.domain import DEFAULT_ACTIONS as RASA_DEFAULT_ACTIONS
+from schemas.project.domain import DEFAULT_INTENTS as RASA_DEFAULT_INTENTS
 from tests.examples._bikeshop import (
     BOT,
     block_items,
@@ -27,22 +29,9 @@ from tests.examples._bikeshop import (
     yaml_files,
 )
 
-# Names Rasa 3.x adds to every domain by itself.
-DEFAULT_INTENTS = {"restart", "back", "out_of_scope", "session_start", "nlu_fallback"}
-DEFAULT_ACTIONS = {
-    "action_listen",
-    "action_restart",
-    "action_session_start",
-    "action_default_fallback",
-    "action_deactivate_loop",
-    "action_revert_fallback_events",
-    "action_default_ask_affirmation",
-    "action_default_ask_rephrase",
-    "action_two_stage_fallback",
-    "action_unlikely_intent",
-    "action_back",
-    "action_extract_slots",
-}
+# Names Rasa 3.x adds to every domain by itself (the loader's own lists).
+DEFAULT_INTENTS = set(RASA_DEFAULT_INTENTS)
+DEFAULT_ACTIONS = set(RASA_DEFAULT_ACTIONS)
 # Template variables that the custom actions pass to `utter_message` themselves.
 ACTION_TEMPLATE_KWARGS = {"minutes", "order_status", "order_id"}
 PLACEHOLDER = re.compile(r"(?<!\{)\{([^{}\n]+)\}(?!\})")
