@@ -174,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     for old in GENERATED.rglob("*"):
         if old.is_file():
             old.unlink()
-    for path, content in render().items():
+    files = render()
+    for path, content in files.items():
         target = GENERATED / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
-    print(f"wrote {len(render())} files under {GENERATED}")
+    print(f"wrote {len(files)} files under {GENERATED}")
     return 0
 
 

@@ -207,3 +207,24 @@ async def test_stop_finishes_in_flight_work_and_commits_it(make_bus: BusFactory)
     await second.publish(Topic.NLU, user_message("erin", 2))
     [only] = await again.wait_for(1)
     assert only.text == "2"
+
+
+async def test_memory_bus_drain_returns_once_everything_is_handled() -> None:
+    """Burst mode: a test can await the whole backlog instead of sleeping."""
+    from services.common.memory_bus import MemoryBus
+
+    recorder, downstream = Recorder(), Recorder()
+
+    async def forward(message: UserMessage) -> Sequence[Publication]:
+        await recorder.add(message)
+        return [Publication(Topic.OUTBOUND, message)]
+
+    bus = MemoryBus(clock=FakeClock())
+    bus.subscribe(Subscription(Topic.NLU, "nlu", forward, UserMessage))
+    bus.subscribe(Subscription(Topic.OUTBOUND, "gateway", downstream, UserMessage))
+    async with bus:
+        for i in range(50):
+            await bus.publish(Topic.NLU, user_message(f"c{i % 5}", i))
+        await asyncio.wait_for(bus.drain(), 10)
+        assert len(recorder.items) == 50
+        assert len(downstream.items) == 50

@@ -33,10 +33,6 @@ def line_of(container: Any, key: Any, default: int | None = None) -> int | None:
     return default
 
 
-def own_line(value: Any, default: int | None = None) -> int | None:
-    return value.line if isinstance(value, LineDict | LineList) and value.line else default
-
-
 class FileReader:
     """Reads the values of one file, collecting problems instead of raising."""
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from schemas.project.domain import Domain
-from schemas.project.problems import Level, Problem, Source
+from schemas.project.problems import Level, Problem
 from schemas.project.stories import (
     ActionStep,
     CheckpointStep,
@@ -175,7 +175,3 @@ def _describe(state: State) -> str:
     if loop:
         parts.append(f"active loop `{loop}`")
     return ", ".join(parts)
-
-
-def source_of(step: Step) -> Source:
-    return step.source

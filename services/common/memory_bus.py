@@ -69,15 +69,6 @@ class MemoryBroker:
             self.committed[position] = offset
             self.progress.notify_all()
 
-    def records(self, topic: Topic) -> list[RawRecord]:
-        """Every record published to a topic so far, partition by partition (for inspection)."""
-        physical = self.settings.physical(topic)
-        return [
-            RawRecord(physical, partition, offset, key, value)
-            for partition, records in enumerate(self.logs[topic].partitions)
-            for offset, (key, value) in enumerate(records)
-        ]
-
     async def drain(self, groups: list[tuple[str, Topic]]) -> None:
         """Wait until each (group, topic) has handled everything published to the topic."""
 
@@ -101,11 +92,6 @@ class MemoryBus:
         self._subscriptions: list[Subscription[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-
-    @property
-    def broker(self) -> MemoryBroker:
-        """The broker this bus publishes to and consumes from."""
-        return self._broker
 
     def subscribe(self, subscription: Subscription[Any]) -> None:
         if self._tasks:
