@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml scripts/install-system.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# uv (from PyPI) installs from its cache in seconds; pip takes ~20 s here.
 	$(PY) -m pip install --quiet "uv>=0.5"
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev,train]"
 	scripts/install-system.sh
 	touch $(STAMP)
 

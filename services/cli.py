@@ -13,7 +13,10 @@ from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
 from services.dialogue.visualize_cli import add_visualize_command
+from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
+from services.nlu.worker_cli import add_worker_nlu
+from services.train_cli import add_train_command
 from services.validate_cli import add_validate_command
 
 logger = logging.getLogger("parley")
@@ -93,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_validate_command(commands)
     add_visualize_command(commands)
     add_export_command(commands)
+    add_train_command(commands)
+    add_test_command(commands)
+    worker = commands.add_parser("worker", help="run one of Parley's services")
+    add_worker_nlu(worker.add_subparsers(dest="worker", metavar="SERVICE", required=True))
     return parser
 
 

@@ -23,3 +23,31 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: these tests need the shared fixtures beside the repo")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small DistilBERT built from a config, with the default encoder's vocabulary."""
+    from tests.support.nlu_models import build_distilbert_encoder
+
+    return build_distilbert_encoder(tmp_path_factory.mktemp("distilbert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: Path) -> Path:
+    """The tiny project, trained once by `parley train` (models/ holds one archive)."""
+    from services.cli import main
+    from tests.support.nlu_models import write_project
+
+    root = write_project(tmp_path_factory.mktemp("project"), tiny_encoder)
+    assert main(["train", "--project", str(root), "--no-progress"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tiny_project: Path) -> Path:
+    from services.nlu.archive import latest_archive
+
+    path = latest_archive(tiny_project / "models")
+    assert path is not None
+    return path

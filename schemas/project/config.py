@@ -25,6 +25,7 @@ PIPELINE: dict[str, str | None] = {
     "MitieFeaturizer": "the transformer encoder",
     "SpacyNLP": "the transformer encoder",
     "MitieNLP": "the transformer encoder",
+    "ParleyTransformer": "Parley's joint intent + entity transformer (its settings)",
     "DIETClassifier": "Parley's joint intent + entity transformer",
     "KeywordIntentClassifier": "Parley's joint intent + entity transformer",
     "SklearnIntentClassifier": "Parley's joint intent + entity transformer",

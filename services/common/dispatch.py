@@ -2,7 +2,8 @@
 
 Both transports hand each record to a `Dispatcher`. It decides what a failure means:
 undecodable bytes and permanent errors go to the dead-letter topic at once; a
-`RetryableError` is retried in place with backoff, then dead-lettered. The consumer
+`RetryableError` is retried in place with backoff, then dead-lettered; a
+`DependencyUnavailable` is retried until it succeeds (the partition waits). The consumer
 never dies on one bad message. Only a failure to publish (the results or the dead
 letter) escapes, so the transport does not commit and the record is delivered again.
 """
@@ -21,7 +22,12 @@ from services.common import codec
 from services.common.bus import RawRecord, Subscription
 from services.common.clock import Clock
 from services.common.correlation import correlated
-from services.common.errors import DecodeError, ParleyError, RetryableError
+from services.common.errors import (
+    DecodeError,
+    DependencyUnavailable,
+    ParleyError,
+    RetryableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,18 @@ class Dispatcher:
         while True:
             try:
                 publications = await self._subscription.handler(message)
+            except DependencyUnavailable as exc:
+                delay = exc.delay if exc.delay is not None else retry.max_delay
+                logger.error(
+                    "dependency unavailable (attempt %d), holding the message and retrying in "
+                    "%.2fs: %s",
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await self._sleep(delay)
+                attempt += 1
+                continue
             except RetryableError as exc:
                 if attempt >= retry.attempts:
                     await self._dead_letter(record, exc, attempts=attempt)

@@ -25,3 +25,11 @@ class PermanentError(ParleyError):
 
 class DecodeError(PermanentError):
     """The bytes on the wire are not a valid message for the topic."""
+
+
+class DependencyUnavailable(RetryableError):
+    """A dependency every message needs (Triton, say) is down after bounded retries.
+
+    The runtime neither dead-letters nor skips the message: it keeps retrying it (with capped
+    backoff) so nothing is lost or reordered, and the service reports itself not ready.
+    """

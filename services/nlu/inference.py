@@ -91,9 +91,11 @@ class TritonModel:
         timeout_s: float = 5.0,
         *,
         pad_to_multiple: int | None = None,
+        model_version: str = "",
     ) -> None:
         self.grpc_url = grpc_url
         self.model_name = model_name
+        self.model_version = model_version
         self.timeout_s = timeout_s
         self.pad_to_multiple = pad_to_multiple
         self._client: Any = None
@@ -129,7 +131,8 @@ class TritonModel:
 
         try:
             ready = await asyncio.wait_for(
-                self._connect().is_model_ready(self.model_name), self.timeout_s
+                self._connect().is_model_ready(self.model_name, self.model_version),
+                self.timeout_s,
             )
         except (InferenceServerException, TimeoutError):
             return False
@@ -154,7 +157,11 @@ class TritonModel:
         try:
             result = await asyncio.wait_for(
                 self._connect().infer(
-                    self.model_name, inputs, outputs=outputs, client_timeout=self.timeout_s
+                    self.model_name,
+                    inputs,
+                    model_version=self.model_version,
+                    outputs=outputs,
+                    client_timeout=self.timeout_s,
                 ),
                 self.timeout_s + 1.0,
             )

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.project.config import Config
-from schemas.project.nlu import NluData
+from schemas.project.nlu import LookupTable, NluData, RegexFeature
+from schemas.project.problems import Source
 from services.nlu.bio import DecodedEntity
 from services.nlu.extractors import RegexEntityExtractor
 from services.nlu.fallback import FallbackClassifier
@@ -61,18 +63,52 @@ class ParseOptions:
     @classmethod
     def from_project(cls, nlu: NluData, config: Config) -> ParseOptions:
         """The components `config.yml` enables, built from the project's NLU data."""
-        components = {c.name.rsplit(".", 1)[-1]: c.options for c in config.pipeline}
+        return cls.from_rules(nlu_rules(nlu, config))
+
+    @classmethod
+    def from_rules(cls, rules: Mapping[str, Any]) -> ParseOptions:
+        """The components from `nlu_rules` output (what a model archive stores)."""
+        components = {
+            str(c["name"]).rsplit(".", 1)[-1]: {k: v for k, v in c.items() if k != "name"}
+            for c in rules.get("pipeline", [])
+        }
         if not components:  # Rasa's default pipeline
             components = {"EntitySynonymMapper": {}, "FallbackClassifier": {}}
         regex = components.get("RegexEntityExtractor")
         fallback = components.get("FallbackClassifier")
         ranking = components.get("DIETClassifier", {}).get("ranking_length")
+        extractor = None
+        if regex is not None:
+            source = Source(Path("<model archive>"))
+            extractor = RegexEntityExtractor(
+                [RegexFeature(r["name"], tuple(r["patterns"]), source) for r in rules["regexes"]],
+                [LookupTable(t["name"], tuple(t["elements"]), source) for t in rules["lookups"]],
+                entities=set(rules["entities"]),
+                case_sensitive=bool(regex.get("case_sensitive", False)),
+                use_regexes=bool(regex.get("use_regexes", True)),
+                use_lookup_tables=bool(regex.get("use_lookup_tables", True)),
+                use_word_boundaries=bool(regex.get("use_word_boundaries", True)),
+            )
         return cls(
-            extractor=None if regex is None else RegexEntityExtractor.from_project(nlu, regex),
-            synonyms=(SynonymMapper.from_nlu(nlu) if "EntitySynonymMapper" in components else None),
+            extractor=extractor,
+            synonyms=(
+                SynonymMapper(rules["synonyms"]) if "EntitySynonymMapper" in components else None
+            ),
             fallback=None if fallback is None else FallbackClassifier.from_options(fallback),
             ranking_length=ranking if isinstance(ranking, int) else DEFAULT_RANKING_LENGTH,
         )
+
+
+def nlu_rules(nlu: NluData, config: Config) -> dict[str, Any]:
+    """Everything the parse needs besides the model, as JSON: the pipeline, regexes, lookup
+    tables, the entities of the examples and the synonym map (stored in the model archive)."""
+    return {
+        "pipeline": [{"name": c.name, **c.options} for c in config.pipeline],
+        "regexes": [{"name": r.name, "patterns": list(r.patterns)} for r in nlu.regexes],
+        "lookups": [{"name": t.name, "elements": list(t.elements)} for t in nlu.lookups],
+        "entities": sorted({a.entity for e in nlu.examples for a in e.entities}),
+        "synonyms": nlu.synonym_map(),
+    }
 
 
 def softmax(logits: npt.ArrayLike, axis: int = -1) -> npt.NDArray[np.float64]:
@@ -123,7 +159,7 @@ def build_parse_data(
     intent_probabilities: npt.ArrayLike | None = None,
     model_entities: Sequence[DecodedEntity] = (),
     options: ParseOptions | None = None,
-    known_intents: Sequence[str] | None = None,
+    known_intents: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Rasa's parse data for `text` (see the module docstring for the steps).
 

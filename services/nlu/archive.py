@@ -1,0 +1,243 @@
+"""Parley's model archive, `models/<timestamp>.tar.gz`, and the fingerprint of the NLU data.
+
+Members (a tar.gz anyone can open):
+
+- `metadata.json`: `format`, `created_at`, `parley_version`, and an `nlu` section: the
+  `fingerprint` of what was trained on, the encoder, `max_length`, `pad_id`, the training
+  settings and the training summary;
+- `nlu/model.onnx` (the joint model, Parley's joint signature), `nlu/tokenizer.json` (the
+  encoder's tokenizer, for the `tokenizers` library), `nlu/labels.json` (intents and entity
+  BIO labels in output order), `nlu/rules.json` (what the parse needs besides the model: the
+  pipeline, regexes, lookup tables, synonyms, the domain's intents; see
+  `parse_data.nlu_rules`).
+
+The dialogue part joins this archive with the dialogue issue. Reading an archive needs no
+torch: serving uses onnxruntime or Triton, and `tokenizers`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from schemas.project.config import Config
+from schemas.project.nlu import NluData
+
+FORMAT = "parley-model/1"
+FINGERPRINT_VERSION = 1
+_MEMBERS = (
+    "metadata.json",
+    "nlu/model.onnx",
+    "nlu/tokenizer.json",
+    "nlu/labels.json",
+    "nlu/rules.json",
+)
+
+
+class ArchiveError(ValueError):
+    """A file that is not a readable Parley model archive, with the reason."""
+
+
+@dataclass(frozen=True)
+class NluModel:
+    """The NLU part of an archive, in memory."""
+
+    onnx: bytes
+    tokenizer_json: str
+    intents: tuple[str, ...]
+    entity_labels: tuple[str, ...]
+    max_length: int
+    pad_id: int
+    fingerprint: str
+    rules: dict[str, Any]
+
+    @property
+    def domain_intents(self) -> list[str] | None:
+        """The domain's intents (for `/intent` messages), when the archive knows them."""
+        intents = self.rules.get("domain_intents")
+        return list(intents) if isinstance(intents, list) else None
+
+
+@dataclass(frozen=True)
+class ModelArchive:
+    """A model archive read into memory."""
+
+    path: Path
+    metadata: dict[str, Any]
+    nlu: NluModel
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelArchive:
+        """Read and check an archive; ArchiveError says what is wrong."""
+        path = Path(path)
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                members = {m.name: m for m in tar.getmembers() if m.isfile()}
+                missing = [name for name in _MEMBERS if name not in members]
+                if missing:
+                    raise ArchiveError(f"{path}: not a Parley model archive (lacks {missing})")
+                data = {}
+                for name in _MEMBERS:
+                    handle = tar.extractfile(members[name])
+                    assert handle is not None
+                    data[name] = handle.read()
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            raise ArchiveError(f"{path}: cannot read the model archive: {exc}") from exc
+        try:
+            metadata = json.loads(data["metadata.json"])
+            labels = json.loads(data["nlu/labels.json"])
+            nlu_meta = metadata["nlu"]
+            if metadata.get("format") != FORMAT:
+                raise ArchiveError(
+                    f"{path}: archive format {metadata.get('format')!r}, this Parley reads "
+                    f"{FORMAT!r}; retrain with `parley train`"
+                )
+            nlu = NluModel(
+                onnx=data["nlu/model.onnx"],
+                tokenizer_json=data["nlu/tokenizer.json"].decode(),
+                intents=tuple(labels["intents"]),
+                entity_labels=tuple(labels["entity_labels"]),
+                max_length=int(nlu_meta["max_length"]),
+                pad_id=int(nlu_meta["pad_id"]),
+                fingerprint=str(nlu_meta["fingerprint"]),
+                rules=dict(json.loads(data["nlu/rules.json"])),
+            )
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"{path}: malformed archive metadata: {exc!r}") from exc
+        return cls(path, metadata, nlu)
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".tar.gz")
+
+
+def write_archive(
+    models_dir: str | Path,
+    *,
+    created_at: datetime,
+    metadata: Mapping[str, Any],
+    onnx: bytes,
+    tokenizer_json: str,
+    labels: Mapping[str, Iterable[str]],
+    rules: Mapping[str, Any],
+) -> Path:
+    """Write `<models_dir>/<YYYYmmdd-HHMMSS>.tar.gz` atomically and return its path."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stamp = created_at.strftime("%Y%m%d-%H%M%S")
+    path = models_dir / f"{stamp}.tar.gz"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = models_dir / f"{stamp}-{suffix}.tar.gz"
+    meta = {"format": FORMAT, "created_at": created_at.isoformat(), **metadata}
+    files = {
+        "metadata.json": json.dumps(meta, indent=2, sort_keys=True).encode(),
+        "nlu/model.onnx": onnx,
+        "nlu/tokenizer.json": tokenizer_json.encode(),
+        "nlu/labels.json": json.dumps({k: list(v) for k, v in labels.items()}, indent=1).encode(),
+        "nlu/rules.json": json.dumps(rules, indent=1, ensure_ascii=False).encode(),
+    }
+    partial = path.with_name(f".{path.name}.partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = int(created_at.timestamp())
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
+    partial.rename(path)
+    return path
+
+
+def archives(models_dir: str | Path) -> list[Path]:
+    """The archives in `models_dir`, oldest first (names are timestamps)."""
+    directory = Path(models_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.tar.gz") if not p.name.startswith("."))
+
+
+def latest_archive(models_dir: str | Path) -> Path | None:
+    """The newest archive in `models_dir`, or None."""
+    found = archives(models_dir)
+    return found[-1] if found else None
+
+
+def resolve_model(model: str | Path) -> Path:
+    """An archive path, or the newest archive of a directory; ArchiveError if there is none."""
+    path = Path(model)
+    if path.is_dir():
+        newest = latest_archive(path)
+        if newest is None:
+            raise ArchiveError(f"{path}: no model archive (*.tar.gz); train one: parley train")
+        return newest
+    if not path.is_file():
+        raise ArchiveError(f"{path}: no such model archive")
+    return path
+
+
+def nlu_fingerprint(
+    nlu: NluData, config: Config, settings: Mapping[str, Any], encoder_dir: Path
+) -> str:
+    """SHA-256 over everything NLU training depends on: examples (text, intent, entities),
+    synonyms, regexes, lookup tables, the NLU pipeline, the training settings, and the
+    encoder's config and weights. File order and YAML formatting do not matter."""
+    examples = sorted(
+        json.dumps(
+            [
+                e.text,
+                e.intent,
+                sorted([a.entity, a.start, a.end, a.value, a.role, a.group] for a in e.entities),
+            ],
+            default=str,
+        )
+        for e in nlu.examples
+    )
+    payload = {
+        "version": FINGERPRINT_VERSION,
+        "examples": examples,
+        "synonyms": sorted([s.value, sorted(s.examples)] for s in nlu.synonyms),
+        "regexes": sorted([r.name, sorted(r.patterns)] for r in nlu.regexes),
+        "lookups": sorted([t.name, sorted(t.elements)] for t in nlu.lookups),
+        "language": config.language,
+        "pipeline": [[c.name, c.options] for c in config.pipeline],
+        "settings": dict(settings),
+        "encoder": _encoder_digest(encoder_dir),
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _encoder_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix in {".json", ".txt", ".safetensors", ".bin"}:
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_by_fingerprint(models_dir: str | Path, fingerprint: str) -> Path | None:
+    """The newest readable archive trained on data with this fingerprint, or None."""
+    for path in reversed(archives(models_dir)):
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                handle = tar.extractfile("metadata.json")
+                meta = json.loads(handle.read()) if handle else {}
+        except (OSError, tarfile.TarError, KeyError, ValueError, EOFError):
+            continue
+        if meta.get("nlu", {}).get("fingerprint") == fingerprint:
+            return path
+    return None

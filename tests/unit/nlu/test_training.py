@@ -1,0 +1,168 @@
+"""Training with torch, end to end on a small DistilBERT built from a config: `parley train`
+writes an archive the interpreter serves; unchanged data is not retrained."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.cli import main
+from services.nlu.archive import ModelArchive, archives
+from services.nlu.inference import OnnxRuntimeModel
+from services.nlu.interpreter import NluInterpreter, ParseRequest
+from services.nlu.onnx_model import ModelSignature
+from services.nlu.parse_data import ParseOptions
+from services.nlu.training.settings import TrainSettings, TrainSettingsError
+from tests.support.nlu_models import write_project
+
+
+def test_archive_holds_model_tokenizer_labels_metadata(tiny_archive: Path) -> None:
+    with tarfile.open(tiny_archive) as tar:
+        names = set(tar.getnames())
+    assert names == {
+        "metadata.json",
+        "nlu/model.onnx",
+        "nlu/tokenizer.json",
+        "nlu/labels.json",
+        "nlu/rules.json",
+    }
+    archive = ModelArchive.read(tiny_archive)
+    assert archive.nlu.intents == ("book_flight", "goodbye", "greet")
+    assert archive.nlu.entity_labels == ("O", "B-city", "I-city")
+    meta = archive.metadata["nlu"]
+    assert meta["encoder"]["model_type"] == "distilbert"
+    assert len(meta["fingerprint"]) == 64
+    assert meta["summary"]["epochs_run"] >= 1
+    signature = ModelSignature.of_onnx(archive.nlu.onnx)
+    signature.check_joint()
+    assert signature.output("intent").dims[-1] == 3
+
+
+async def test_trained_model_parses_like_rasa(tiny_archive: Path) -> None:
+    archive = ModelArchive.read(tiny_archive)
+    interpreter = NluInterpreter.in_process(
+        archive.nlu,
+        ParseOptions.from_rules(archive.nlu.rules),
+        known_intents=archive.nlu.domain_intents,
+    )
+    texts = ["hello", "book a flight to berlin", "bye bye", "fly to Rome 12345"]
+    parsed = await interpreter.parse(
+        [ParseRequest(t, message_id=str(i)) for i, t in enumerate(texts)]
+    )
+    assert [p["intent"]["name"] for p in parsed] == [
+        "greet",
+        "book_flight",
+        "goodbye",
+        "book_flight",
+    ]
+    assert set(parsed[0]) == {
+        "text",
+        "intent",
+        "entities",
+        "intent_ranking",
+        "message_id",
+        "metadata",
+    }
+    assert parsed[0]["message_id"] == "0"
+    assert len(parsed[0]["intent_ranking"]) == 3
+    berlin = [e for e in parsed[1]["entities"] if e["entity"] == "city"]
+    assert berlin
+    assert (berlin[0]["start"], berlin[0]["end"]) == (17, 23)
+    # the synonym maps the surface form to its value and says so
+    assert berlin[0]["value"] == "Berlin"
+    assert berlin[0]["processors"] == ["EntitySynonymMapper"]
+    assert berlin[0]["extractor"] == "DIETClassifier"
+    assert 0.0 < berlin[0]["confidence_entity"] <= 1.0
+    zipcodes = [e for e in parsed[3]["entities"] if e["entity"] == "zipcode"]
+    assert zipcodes == []  # `zipcode` is not an entity of any example: Rasa ignores the regex
+    # an intent message skips the model, including a domain intent without examples
+    external = await interpreter.parse([ParseRequest('/EXTERNAL_wake_up{"city": "Oslo"}')])
+    assert external[0]["intent"] == {"name": "EXTERNAL_wake_up", "confidence": 1.0}
+    assert external[0]["entities"][0]["value"] == "Oslo"
+
+
+def test_onnx_export_matches_inputs_of_any_length(tiny_archive: Path) -> None:
+    archive = ModelArchive.read(tiny_archive)
+    model = OnnxRuntimeModel(archive.nlu.onnx)
+    for batch, length in ((1, 3), (4, 17), (2, 32)):
+        ids = np.full((batch, length), 1000, dtype=np.int64)
+        intent, entities = model.infer_sync(ids, np.ones_like(ids))
+        assert intent.shape == (batch, 3)
+        assert entities.shape == (batch, length, 3)
+
+
+def test_unchanged_data_is_not_retrained(
+    tiny_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = archives(tiny_project / "models")
+    assert main(["train", "--project", str(tiny_project), "--no-progress"]) == 0
+    assert "not retrained" in capsys.readouterr().out
+    assert archives(tiny_project / "models") == before
+
+
+def test_changed_data_retrains(
+    tmp_path: Path, tiny_encoder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_project(tmp_path, tiny_encoder, epochs=1)
+    assert main(["train", "--project", str(root), "--no-progress"]) == 0
+    first = archives(root / "models")
+    extra = "- intent: thanks\n  examples: |\n    - thank you\n    - thanks\n    - cheers\n"
+    write_project(tmp_path, tiny_encoder, epochs=1, extra_nlu=extra)
+    assert main(["train", "--project", str(root), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out
+    assert "held-out intent accuracy" in out
+    after = archives(root / "models")
+    assert len(after) == 2
+    assert after[0] == first[0]
+    fingerprints = {ModelArchive.read(p).nlu.fingerprint for p in after}
+    assert len(fingerprints) == 2
+    assert "thanks" in ModelArchive.read(after[1]).nlu.intents
+
+
+def test_training_is_reproducible_with_a_fixed_seed(tmp_path: Path, tiny_encoder: Path) -> None:
+    from schemas.project.loader import load_project
+    from services.nlu.training.train import train_nlu
+
+    project = load_project(write_project(tmp_path, tiny_encoder, epochs=2))
+    settings = TrainSettings.from_config(project.config)
+    first = train_nlu(project.nlu.examples, settings, tiny_encoder, progress=False)
+    second = train_nlu(project.nlu.examples, settings, tiny_encoder, progress=False)
+    ids = np.array([[101, 7592, 102]], dtype=np.int64)
+    a = OnnxRuntimeModel(first.onnx).infer_sync(ids, np.ones_like(ids))
+    b = OnnxRuntimeModel(second.onnx).infer_sync(ids, np.ones_like(ids))
+    np.testing.assert_allclose(a[0], b[0], atol=1e-5)
+    assert first.summary.history[-1].train_loss == pytest.approx(
+        second.summary.history[-1].train_loss
+    )
+
+
+def test_settings_from_config_reject_bad_options() -> None:
+    from schemas.project.config import Component, Config
+    from schemas.project.problems import Source
+
+    def config(**options: object) -> Config:
+        return Config(
+            pipeline=(Component("ParleyTransformer", Source(Path("config.yml"), 3), dict(options)),)
+        )
+
+    assert TrainSettings.from_config(config(epochs=3, learning_rate=1)).learning_rate == 1.0
+    with pytest.raises(TrainSettingsError, match="unknown option"):
+        TrainSettings.from_config(config(epoch=3))
+    with pytest.raises(TrainSettingsError, match="epochs should be a int"):
+        TrainSettings.from_config(config(epochs="3"))
+    with pytest.raises(TrainSettingsError, match=r"max_length in 8\.\.512"):
+        TrainSettings.from_config(config(max_length=4))
+    with pytest.raises(TrainSettingsError, match="not a Hugging Face model directory"):
+        TrainSettings.from_config(config(encoder="/nonexistent")).encoder_dir()
+
+
+def test_train_reports_project_errors_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "domain.yml").write_text("version: '3.1'\nintents: [greet\n")
+    assert main(["train", "--project", str(tmp_path)]) == 1
+    assert "domain.yml:2" in capsys.readouterr().err
