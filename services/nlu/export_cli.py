@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.nlu.archive import ArchiveError, ModelArchive, resolve_model
 from services.nlu.triton_export import FLAVOURS, INSTANCE_KINDS, export_triton_repository
 
 
@@ -28,10 +29,8 @@ def add_export_command(subparsers: Any) -> None:
         "--model",
         required=True,
         type=Path,
-        help=(
-            "path to the model's .onnx file (for now: Parley's model archive format comes "
-            "later, and this option will then also accept an archive)"
-        ),
+        help="a model archive (models/<ts>.tar.gz), a models folder (its newest archive), "
+        "or a joint model's .onnx file",
     )
     triton.add_argument("--out", required=True, type=Path, help="the model repository folder")
     triton.add_argument("--model-name", default="parley_nlu", help="default: parley_nlu")
@@ -62,15 +61,20 @@ def add_export_command(subparsers: Any) -> None:
 def run_export_triton(args: argparse.Namespace, settings: object) -> int:
     """Run `parley export triton`; exit 2 on an invalid model or option."""
     model_path: Path = args.model
-    if model_path.suffix != ".onnx" or not model_path.is_file():
-        print(f"--model {model_path}: not an .onnx file", file=sys.stderr)
-        return 2
+    if model_path.suffix == ".onnx" and model_path.is_file():
+        onnx = model_path.read_bytes()
+    else:
+        try:
+            onnx = ModelArchive.read(resolve_model(model_path)).nlu.onnx
+        except ArchiveError as exc:
+            print(f"--model: {exc}", file=sys.stderr)
+            return 2
     max_batch_size: int = args.max_batch_size
     try:
         preferred = [int(s) for s in str(args.preferred_batch_sizes).split(",") if s.strip()]
         preferred = [s for s in preferred if s <= max_batch_size] if max_batch_size else []
         model_dir = export_triton_repository(
-            model_path.read_bytes(),
+            onnx,
             args.out,
             model_name=args.model_name,
             flavour=args.flavour,

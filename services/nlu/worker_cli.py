@@ -20,9 +20,11 @@ from schemas.envelopes import UserMessage
 from schemas.topics import Topic
 from services.common.bus import Bus, Subscription
 from services.common.clock import SystemClock
+from services.common.errors import RetryableError
 from services.common.health import HealthServer
 from services.common.kafka_bus import KafkaBus
 from services.common.settings import BusSettings
+from services.nlu.archive import ArchiveError
 from services.nlu.loaders import InProcessLoader, TritonLoader
 from services.nlu.worker import ModelLoader, NluService
 
@@ -82,46 +84,74 @@ def run_worker_nlu(args: argparse.Namespace, bus_settings: BusSettings) -> int:
         "health_port": args.health_port,
     }
     settings = NluSettings(**{k: v for k, v in overrides.items() if v is not None})
-    return asyncio.run(serve(settings, KafkaBus(bus_settings)))
+    try:
+        return asyncio.run(serve(settings, KafkaBus(bus_settings)))
+    except (ArchiveError, RetryableError) as exc:
+        logger.error("NLU worker cannot start: %s", exc)
+        return 2
+
+
+class NluWorker:
+    """The NLU worker's parts, wired: model service, bus subscription, health endpoints."""
+
+    def __init__(self, settings: NluSettings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.service = NluService(
+            settings.model,
+            build_loader(settings),
+            SystemClock(),
+            attempts=settings.inference_attempts,
+        )
+        self.health = HealthServer(settings.health_host, settings.health_port)
+        self.consuming = False
+        self.health.add_check("bus", self._bus_check)
+        self.health.add_check("model", self.service.ready)
+
+    async def _bus_check(self) -> tuple[bool, str]:
+        return self.consuming, "consuming" if self.consuming else "not consuming"
+
+    async def start(self) -> None:
+        """Serve health, load the model (a clear error if there is none), start consuming."""
+        await self.health.start()
+        await self.service.reload_if_newer()
+        self.bus.subscribe(
+            Subscription(
+                Topic.NLU,
+                GROUP,
+                self.service.handle,
+                UserMessage,
+                concurrency=self.settings.concurrency,
+            )
+        )
+        await self.bus.start()
+        self.consuming = True
+        logger.info("NLU worker consuming %s (%s backend)", Topic.NLU, self.settings.backend)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch for new models until `stop` is set, then stop."""
+        try:
+            await self.service.watch(self.settings.reload_interval_s, stop)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.consuming = False
+        await self.bus.stop()
+        await self.health.stop()
 
 
 async def serve(settings: NluSettings, bus: Bus) -> int:
-    """Run until SIGTERM/SIGINT: load the model, consume, watch for new models."""
-    service = NluService(
-        settings.model,
-        build_loader(settings),
-        SystemClock(),
-        attempts=settings.inference_attempts,
-    )
-    health = HealthServer(settings.health_host, settings.health_port)
-    started = asyncio.Event()
-
-    async def bus_check() -> tuple[bool, str]:
-        return started.is_set(), "consuming" if started.is_set() else "not started"
-
-    health.add_check("bus", bus_check)
-    health.add_check("model", service.ready)
-    await health.start()
+    """Run until SIGTERM/SIGINT."""
+    worker = NluWorker(settings, bus)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await service.reload_if_newer()
-        bus.subscribe(
-            Subscription(
-                Topic.NLU,
-                GROUP,
-                service.handle,
-                UserMessage,
-                concurrency=settings.concurrency,
-            )
-        )
-        await bus.start()
-        started.set()
-        logger.info("NLU worker consuming %s (%s backend)", Topic.NLU, settings.backend)
-        await service.watch(settings.reload_interval_s, stop)
-    finally:
-        await bus.stop()
-        await health.stop()
+        await worker.start()
+    except BaseException:
+        await worker.stop()
+        raise
+    await worker.run(stop)
     return 0

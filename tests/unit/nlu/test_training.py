@@ -3,6 +3,7 @@ writes an archive the interpreter serves; unchanged data is not retrained."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -166,3 +167,42 @@ def test_train_reports_project_errors_with_file_and_line(
     (tmp_path / "domain.yml").write_text("version: '3.1'\nintents: [greet\n")
     assert main(["train", "--project", str(tmp_path)]) == 1
     assert "domain.yml:2" in capsys.readouterr().err
+
+
+def test_export_triton_takes_an_archive_or_a_models_folder(
+    tiny_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tiny_project / "models"
+    out = tmp_path / "repo"
+    assert main(["export", "triton", "--model", str(models), "--out", str(out)]) == 0
+    exported = (out / "parley_nlu" / "1" / "model.onnx").read_bytes()
+    assert exported == ModelArchive.read(archives(models)[-1]).nlu.onnx
+    assert main(["export", "triton", "--model", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert "no such model archive" in capsys.readouterr().err
+
+
+def test_parley_test_nlu_writes_reports_and_pictures(
+    tiny_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    assert main(["test", "nlu", "--project", str(tiny_project), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "intent accuracy" in printed.lower()
+    for name in ("intent_report.json", "entity_report.json", "errors.json", "summary.txt"):
+        assert (out / name).is_file(), name
+    for name in ("intent_confusion_matrix.png", "intent_histogram.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "intent_report.json").read_text())
+    assert set(report) >= {"greet", "goodbye", "book_flight", "accuracy", "macro avg"}
+    assert report["accuracy"] >= 0.9  # trained and scored on the same 26 examples
+    assert report["greet"]["support"] == 8
+    entity = json.loads((out / "entity_report.json").read_text())
+    assert entity["city"]["support"] == 10
+    # a test split given as a file, and a missing model named plainly
+    split = tmp_path / "split.yml"
+    split.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hello there\n')
+    args = ["test", "nlu", "--project", str(tiny_project), "--nlu", str(split), "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "intent_report.json").read_text())["greet"]["support"] == 1
+    assert main(["test", "nlu", "--project", str(tmp_path), "--out", str(out)]) == 2
+    assert "no such model archive" in capsys.readouterr().err
