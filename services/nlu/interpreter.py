@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.nlu.archive import NluModel
+from services.nlu.batching import BatchingModel
 from services.nlu.bio import decode_entities
 from services.nlu.inference import IntentEntityModel, OnnxRuntimeModel
 from services.nlu.message_syntax import parse_intent_message
@@ -76,9 +77,13 @@ class NluInterpreter:
         threads: int = 1,
         name: str = "",
         known_intents: Collection[str] | None = None,
+        max_batch: int = 0,
     ) -> NluInterpreter:
-        """With the model in this process (onnxruntime): the embedded mode."""
-        model = OnnxRuntimeModel(nlu.onnx, threads=threads)
+        """With the model in this process (onnxruntime): the embedded mode. `max_batch` > 0
+        batches concurrent `parse` calls into one model run (`BatchingModel`)."""
+        model: IntentEntityModel = OnnxRuntimeModel(nlu.onnx, threads=threads)
+        if max_batch > 0:
+            model = BatchingModel(model, max_batch=max_batch)
         return cls(nlu, model, options, model_name=name, known_intents=known_intents)
 
     async def parse(self, requests: Sequence[ParseRequest]) -> list[dict[str, Any]]:

@@ -29,10 +29,11 @@ def _options(archive: ModelArchive) -> ParseOptions:
 
 
 class InProcessLoader:
-    """onnxruntime in this process (the embedded default)."""
+    """onnxruntime in this process (the embedded default), concurrent messages micro-batched."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, max_batch: int = 32) -> None:
         self.threads = threads
+        self.max_batch = max_batch
 
     async def load(self, archive: ModelArchive) -> NluInterpreter:
         return await asyncio.to_thread(
@@ -42,6 +43,7 @@ class InProcessLoader:
             threads=self.threads,
             name=archive.name,
             known_intents=archive.nlu.domain_intents,
+            max_batch=self.max_batch,
         )
 
     async def ready(self, interpreter: NluInterpreter) -> tuple[bool, str]:
