@@ -8,6 +8,7 @@ in-process ONNX Runtime, then unloaded and deleted. Triton not answering is a fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -57,6 +58,12 @@ def model_bytes() -> bytes:
 
 @pytest.fixture
 async def served_model(model_bytes: bytes) -> AsyncIterator[str]:
+    async with serving(model_bytes) as name:
+        yield name
+
+
+@contextlib.asynccontextmanager
+async def serving(model_bytes: bytes) -> AsyncIterator[str]:
     """A unique python-flavour model, exported, loaded and ready; unloaded and deleted after."""
     from tritonclient.grpc.aio import InferenceServerClient
     from tritonclient.utils import InferenceServerException
@@ -165,3 +172,24 @@ async def test_unknown_model_is_a_retryable_error() -> None:
         ids = np.ones((1, 3), dtype=np.int64)
         with pytest.raises(RetryableError, match="missing_"):
             await triton.infer(ids, ids)
+
+
+async def test_trained_model_on_triton_answers_like_onnxruntime(tiny_archive: Path) -> None:
+    """The model `parley train` wrote, on real utterances of mixed lengths, through Triton."""
+    from services.nlu.archive import ModelArchive
+    from services.nlu.tokenizer import WordPieceTokenizer
+
+    nlu = ModelArchive.read(tiny_archive).nlu
+    tokenizer = WordPieceTokenizer(nlu.tokenizer_json, nlu.max_length, nlu.pad_id)
+    reference = OnnxRuntimeModel(nlu.onnx)
+    texts = ["hi", "book a flight to Berlin", "see you later, my friend", "🍕 to 東京", ""]
+    async with serving(nlu.onnx) as name, TritonModel(TRITON_GRPC_URL, name, 30.0) as triton:
+        encoded = tokenizer.encode(texts)
+        singles = [tokenizer.pad([e]) for e in encoded]
+        answers = await asyncio.gather(*(triton.infer(ids, mask) for ids, mask in singles))
+        for (ids, mask), (intent, entities) in zip(singles, answers, strict=True):
+            want_intent, want_entities = reference.infer_sync(ids, mask)
+            assert intent.shape == (1, len(nlu.intents))
+            assert entities.shape == (1, ids.shape[1], len(nlu.entity_labels))
+            np.testing.assert_allclose(intent, want_intent, atol=1e-4)
+            np.testing.assert_allclose(entities, want_entities, atol=1e-4)
