@@ -25,7 +25,7 @@ from pathlib import Path
 from schemas.project.config import Config
 from schemas.project.loader import read_nlu_file
 from schemas.project.nlu import NluData
-from services.nlu.archive import ModelArchive, nlu_fingerprint, write_archive
+from services.nlu.archive import ModelArchive, nlu_fingerprint
 from services.nlu.parse_data import nlu_rules
 from services.nlu.training.settings import TrainSettings
 
@@ -78,24 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         train_s = time.perf_counter() - started
         print(trained.summary.render())
-        model_path = write_archive(
+        model_path = trained.save(
             out / "models",
             created_at=datetime.now(UTC),
-            metadata={
-                "nlu": {
-                    "fingerprint": nlu_fingerprint(
-                        train_data, Config(), settings.as_dict(), encoder_dir
-                    ),
-                    "encoder": trained.encoder,
-                    "max_length": settings.max_length,
-                    "pad_id": trained.pad_id,
-                    "settings": settings.as_dict(),
-                    "summary": trained.summary.as_dict(),
-                }
-            },
-            onnx=trained.onnx,
-            tokenizer_json=trained.tokenizer_json,
-            labels=trained.maps.as_dict(),
+            fingerprint=nlu_fingerprint(train_data, Config(), settings.as_dict(), encoder_dir),
             rules=nlu_rules(train_data, Config()),
         )
     else:

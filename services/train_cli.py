@@ -17,7 +17,7 @@ from schemas.project.domain import DEFAULT_INTENTS
 from schemas.project.loader import load_project
 from schemas.project.problems import ProjectError
 from services.common.clock import SystemClock
-from services.nlu.archive import find_by_fingerprint, nlu_fingerprint, write_archive
+from services.nlu.archive import find_by_fingerprint, nlu_fingerprint
 from services.nlu.parse_data import nlu_rules
 from services.nlu.training.settings import TrainSettings, TrainSettingsError
 
@@ -103,27 +103,15 @@ def run_train(args: argparse.Namespace, settings: object) -> int:
     except TrainingError as exc:
         print(f"parley train: {exc}", file=sys.stderr)
         return 1
-    path = write_archive(
+    path = trained.save(
         out,
         created_at=SystemClock().now(),
-        metadata={
-            "parley_version": _version(),
-            "nlu": {
-                "fingerprint": fingerprint,
-                "encoder": trained.encoder,
-                "max_length": train_settings.max_length,
-                "pad_id": trained.pad_id,
-                "settings": train_settings.as_dict(),
-                "summary": trained.summary.as_dict(),
-            },
-        },
-        onnx=trained.onnx,
-        tokenizer_json=trained.tokenizer_json,
-        labels=trained.maps.as_dict(),
+        fingerprint=fingerprint,
         rules={
             **nlu_rules(project.nlu, project.config),
             "domain_intents": sorted({*project.domain.intents, *DEFAULT_INTENTS}),
         },
+        metadata={"parley_version": _version()},
     )
     size_mb = path.stat().st_size / 1e6
     print(trained.summary.render())

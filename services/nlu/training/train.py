@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from schemas.project.nlu import Example
+from services.nlu.archive import write_archive
 from services.nlu.inference import OnnxRuntimeModel
 from services.nlu.onnx_model import INPUT_NAMES, OPSET, OUTPUT_NAMES
 from services.nlu.tokenizer import WordPieceTokenizer
@@ -38,6 +40,37 @@ class TrainedNlu:
     maps: LabelMaps
     summary: TrainSummary
     encoder: dict[str, Any]
+    settings: TrainSettings
+
+    def save(
+        self,
+        models_dir: Path,
+        *,
+        created_at: datetime,
+        fingerprint: str,
+        rules: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write the model archive `<models_dir>/<timestamp>.tar.gz`; return its path."""
+        return write_archive(
+            models_dir,
+            created_at=created_at,
+            metadata={
+                **(metadata or {}),
+                "nlu": {
+                    "fingerprint": fingerprint,
+                    "encoder": self.encoder,
+                    "max_length": self.settings.max_length,
+                    "pad_id": self.pad_id,
+                    "settings": self.settings.as_dict(),
+                    "summary": self.summary.as_dict(),
+                },
+            },
+            onnx=self.onnx,
+            tokenizer_json=self.tokenizer_json,
+            labels=self.maps.as_dict(),
+            rules=rules,
+        )
 
 
 def load_tokenizer(encoder_dir: Path, max_length: int) -> WordPieceTokenizer:
@@ -105,7 +138,7 @@ def train_nlu(
         "layers": int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0)),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    return TrainedNlu(onnx, tokenizer.json, tokenizer.pad_id, maps, summary, encoder)
+    return TrainedNlu(onnx, tokenizer.json, tokenizer.pad_id, maps, summary, encoder, settings)
 
 
 def export_onnx(model: JointModel) -> bytes:
