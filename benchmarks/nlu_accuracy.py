@@ -14,6 +14,7 @@ and writes its reports and pictures into `--out`, with `benchmark.json` holding 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -22,14 +23,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.project.config import Config
+from schemas.project.config import Component, Config
 from schemas.project.loader import read_nlu_file
 from schemas.project.nlu import NluData
+from schemas.project.problems import Source
 from services.nlu.archive import ModelArchive, nlu_fingerprint
 from services.nlu.parse_data import nlu_rules
 from services.nlu.training.settings import TrainSettings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nlu"
+# The model alone, as the DIET figures are: no FallbackClassifier (Rasa's default pipeline
+# would turn low-confidence predictions into nlu_fallback), no regexes or synonyms.
+BENCHMARK_CONFIG = Config(pipeline=(Component("ParleyTransformer", Source(Path("benchmark"))),))
 
 
 def _read(path: Path) -> NluData:
@@ -81,14 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         model_path = trained.save(
             out / "models",
             created_at=datetime.now(UTC),
-            fingerprint=nlu_fingerprint(train_data, Config(), settings.as_dict(), encoder_dir),
-            rules=nlu_rules(train_data, Config()),
+            fingerprint=nlu_fingerprint(
+                train_data, BENCHMARK_CONFIG, settings.as_dict(), encoder_dir
+            ),
+            rules=nlu_rules(train_data, BENCHMARK_CONFIG),
         )
     else:
         model_path = args.model
     from services.nlu.evaluate_cli import evaluate_archive
 
     archive = ModelArchive.read(model_path)
+    if args.model is not None:  # score the model alone, whatever rules the archive holds
+        rules = nlu_rules(train_data, BENCHMARK_CONFIG)
+        archive = dataclasses.replace(archive, nlu=dataclasses.replace(archive.nlu, rules=rules))
     report = evaluate_archive(archive, _read(test), out=out)
     summary = archive.metadata["nlu"].get("summary", {})
     result = {
