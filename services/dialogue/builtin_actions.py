@@ -1,0 +1,158 @@
+"""Rasa's built-in actions and response actions, as pure functions of the tracker.
+
+Each returns the events the action produces (without its `ActionExecuted`, which the caller
+records), as Rasa 3.x's `rasa/core/actions/action.py` does:
+
+| action | events |
+|---|---|
+| `action_listen`, `action_unlikely_intent` | none |
+| `action_restart` | `utter_restart` if the domain has it, then `restart` |
+| `action_session_start` | `session_started`, the applied `slot` events if slots carry |
+|   | over, then `action_listen` |
+| `action_default_fallback` | `utter_default` if defined, then `rewind` |
+| `action_deactivate_loop` | `active_loop` null, `requested_slot` null |
+| `action_back` | `utter_back` if defined, then two `rewind`s |
+| `action_default_ask_affirmation` | "Did you mean '<intent>'?" with Yes/No buttons |
+|   | (the second-ranked intent when the first is `nlu_fallback`) |
+| `action_default_ask_rephrase` | `utter_ask_rephrase` if defined |
+| `utter_*` | the response (nothing, logged, when no variation applies) |
+| an end-to-end bot text | that text |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from schemas.events import (
+    ActionExecuted,
+    ActiveLoop,
+    BotUttered,
+    Event,
+    Restarted,
+    SessionStarted,
+    SlotSet,
+    UserUtteranceReverted,
+)
+from schemas.project.domain import REQUESTED_SLOT, Domain
+from services.dialogue.responses import ResponseRenderer, bot_uttered
+from services.dialogue.tracker import TrackerState, applied_events
+
+NLU_FALLBACK = "nlu_fallback"
+OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a built-in action may read."""
+
+    state: TrackerState
+    events: Sequence[Event]
+    domain: Domain
+    renderer: ResponseRenderer
+    channel: str | None
+    now: float
+
+
+def _utter(ctx: ActionContext, response: str) -> list[Event]:
+    if not ctx.renderer.has(response):
+        return []
+    event = ctx.renderer.utter(response, ctx.state.slots, ctx.channel, ctx.now)
+    return [event] if event is not None else []
+
+
+def _listen(ctx: ActionContext) -> list[Event]:
+    return []
+
+
+def _restart(ctx: ActionContext) -> list[Event]:
+    return [*_utter(ctx, "utter_restart"), Restarted(timestamp=ctx.now)]
+
+
+def _session_start(ctx: ActionContext) -> list[Event]:
+    events: list[Event] = [SessionStarted(timestamp=ctx.now)]
+    if ctx.domain.session_config.carry_over_slots_to_new_session:
+        events += [
+            SlotSet(timestamp=ctx.now, name=e.name, value=e.value, metadata=e.metadata)
+            for e in applied_events(ctx.events)
+            if isinstance(e, SlotSet)
+        ]
+    events.append(ActionExecuted(timestamp=ctx.now, name="action_listen"))
+    return events
+
+
+def _default_fallback(ctx: ActionContext) -> list[Event]:
+    return [*_utter(ctx, "utter_default"), UserUtteranceReverted(timestamp=ctx.now)]
+
+
+def _deactivate_loop(ctx: ActionContext) -> list[Event]:
+    return [
+        ActiveLoop(timestamp=ctx.now, name=None),
+        SlotSet(timestamp=ctx.now, name=REQUESTED_SLOT, value=None),
+    ]
+
+
+def _back(ctx: ActionContext) -> list[Event]:
+    reverted = [UserUtteranceReverted(timestamp=ctx.now) for _ in range(2)]
+    return [*_utter(ctx, "utter_back"), *reverted]
+
+
+def _ask_affirmation(ctx: ActionContext) -> list[Event]:
+    message = ctx.state.latest_message or {}
+    intent = (message.get("intent") or {}).get("name")
+    ranking = message.get("intent_ranking") or []
+    if intent == NLU_FALLBACK and len(ranking) > 1:
+        intent = ranking[1].get("name")
+    return [
+        bot_uttered(
+            {
+                "text": f"Did you mean '{intent}'?",
+                "buttons": [
+                    {"title": "Yes", "payload": f"/{intent}"},
+                    {"title": "No", "payload": f"/{OUT_OF_SCOPE}"},
+                ],
+                "utter_action": "action_default_ask_affirmation",
+            },
+            ctx.now,
+        )
+    ]
+
+
+def _ask_rephrase(ctx: ActionContext) -> list[Event]:
+    return _utter(ctx, "utter_ask_rephrase")
+
+
+BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
+    "action_listen": _listen,
+    "action_unlikely_intent": _listen,
+    "action_restart": _restart,
+    "action_session_start": _session_start,
+    "action_default_fallback": _default_fallback,
+    "action_deactivate_loop": _deactivate_loop,
+    "action_back": _back,
+    "action_default_ask_affirmation": _ask_affirmation,
+    "action_default_ask_rephrase": _ask_rephrase,
+}
+
+
+def is_local(name: str, domain: Domain) -> bool:
+    """Whether the dialogue worker runs `name` itself (a built-in not overridden by a custom
+    action of the same name, or a response), rather than sending it to the action server."""
+    if name in BUILTINS and name not in domain.actions:
+        return True
+    return name.startswith("utter_") and name not in domain.actions
+
+
+def run_local(name: str, ctx: ActionContext) -> list[Event]:
+    """The events of a local action (see `is_local`), or of an end-to-end bot text."""
+    builtin = BUILTINS.get(name)
+    if builtin is not None and name not in ctx.domain.actions:
+        return builtin(ctx)
+    if name.startswith("utter_"):
+        return _utter_or_log(ctx, name)
+    return [BotUttered(timestamp=ctx.now, text=name)]
+
+
+def _utter_or_log(ctx: ActionContext, name: str) -> list[Event]:
+    event = ctx.renderer.utter(name, ctx.state.slots, ctx.channel, ctx.now)
+    return [event] if event is not None else []
