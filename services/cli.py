@@ -12,6 +12,7 @@ from schemas.topics import TOPICS, Topic
 from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
+from services.dialogue.store.db_cli import add_db_command
 from services.dialogue.visualize_cli import add_visualize_command
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.set_defaults(func=cmd_schemas)
     add_validate_command(commands)
     add_visualize_command(commands)
+    add_db_command(commands)
     add_export_command(commands)
     add_train_command(commands)
     add_test_command(commands)

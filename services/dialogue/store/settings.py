@@ -1,0 +1,25 @@
+"""The tracker store's settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StoreSettings(BaseSettings):
+    """Where the tracker store lives. Environment: `PARLEY_STORE_*`, plus `REDIS_URL` and
+    `DATABASE_URL` (as `scripts/services.sh env` exports them)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_STORE_", extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "PARLEY_STORE_REDIS_URL"),
+    )
+    # No default: migrating a database nobody named is worse than a clear error.
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "PARLEY_STORE_DATABASE_URL"),
+    )
+    key_prefix: str = "parley"
+    expire_s: int | None = Field(default=None, gt=0)
