@@ -27,8 +27,10 @@ from schemas._event_codec import (
 __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "PARLEY_EVENTS",
     "ActionExecuted",
     "ActionExecutionRejected",
+    "ActionFailed",
     "ActionReverted",
     "ActiveLoop",
     "AgentUttered",
@@ -376,6 +378,27 @@ class StoryExported(Event):
     OMITTED_WHEN_NONE = frozenset({"path"})
 
 
+class ActionFailed(Event):
+    """A custom action failed, timed out or was not found (``action_failed``).
+
+    A Parley event, not one of Rasa's: Rasa records `action` for a failed action and loses
+    what it returned (#7630); Parley records no `action` and this event instead, so the
+    failure is explicit. No tracker effect. Rasa's own tools do not know it (see
+    docs/ARCHITECTURE.md: Parley events).
+    """
+
+    event: Literal["action_failed"] = "action_failed"
+    name: str
+    reason: Literal["failed", "timeout", "not_found"]
+    error: str | None = None
+
+    WIRE_FIELDS = ("name", "reason", "error")
+
+
+PARLEY_EVENTS = frozenset({"action_failed"})
+"""Event names Parley adds to Rasa's; Rasa-format consumers should skip them."""
+
+
 AnyEvent = Annotated[
     UserUttered
     | BotUttered
@@ -397,7 +420,8 @@ AnyEvent = Annotated[
     | EntitiesAdded
     | DefinePrevUserUtteredFeaturization
     | AgentUttered
-    | StoryExported,
+    | StoryExported
+    | ActionFailed,
     Field(discriminator="event"),
 ]
 """Any concrete event, discriminated by its ``event`` key."""

@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from schemas.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
+    PARLEY_EVENTS,
     ActionExecuted,
     ActionExecutionRejected,
+    ActionFailed,
     ActionReverted,
     ActiveLoop,
     AgentUttered,
@@ -170,6 +172,12 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
     ),
     AgentUttered: _event(AgentUttered, text=optional_text, data=json_values),
     StoryExported: _event(StoryExported, path=optional_text),
+    ActionFailed: _event(
+        ActionFailed,
+        name=st.text(min_size=1, max_size=20),
+        reason=st.sampled_from(["failed", "timeout", "not_found"]),
+        error=optional_text,
+    ),
 }
 
 
@@ -180,8 +188,9 @@ def test_every_event_type_has_a_strategy() -> None:
     assert set(STRATEGIES) == set(EVENT_TYPES.values())
 
 
-def test_event_types_lists_the_21_current_names() -> None:
-    assert len(EVENT_TYPES) == 21
+def test_event_types_lists_rasas_21_current_names_and_parleys() -> None:
+    assert len(EVENT_TYPES) == 21 + len(PARLEY_EVENTS)
+    assert PARLEY_EVENTS <= set(EVENT_TYPES)
     assert "form" not in EVENT_TYPES
     assert "form_validation" not in EVENT_TYPES
     for name, cls in EVENT_TYPES.items():
@@ -214,7 +223,8 @@ FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 
 
 def test_fixtures_cover_every_event_type() -> None:
-    assert {path.stem for path in FIXTURE_FILES} == set(EVENT_TYPES)
+    # Rasa-written JSON for every Rasa event; Parley's own events have none
+    assert {path.stem for path in FIXTURE_FILES} == set(EVENT_TYPES) - PARLEY_EVENTS
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda path: path.stem)
@@ -674,3 +684,16 @@ def test_event_adapter_picks_the_class() -> None:
     assert event == FollowupAction(name="utter_x")
     with pytest.raises(ValidationError):
         EVENT_ADAPTER.validate_python({"event": "nope"})
+
+
+def test_action_failed_is_a_parley_event() -> None:
+    event = ActionFailed(timestamp=2.0, name="action_pay", reason="timeout", error="no answer")
+    assert event.to_dict() == {
+        "event": "action_failed",
+        "timestamp": 2.0,
+        "name": "action_pay",
+        "reason": "timeout",
+        "error": "no answer",
+    }
+    assert parse_event(event.to_dict()) == event
+    assert {"action_failed"} == PARLEY_EVENTS

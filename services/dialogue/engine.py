@@ -1,0 +1,335 @@
+"""One conversation's turn, as Rasa's `MessageProcessor` runs it, but resumable and without I/O.
+
+`DialogueEngine` takes a `Conversation` (the stored state: events, snapshot, what it waits
+for) and one input, and returns a `TurnResult`: the new events, and what the worker must
+publish. It never waits on a custom action: it records a `PendingAction` and stops; the
+action's result is another input that resumes the turn. So a partition is never blocked
+by a slow action, and the stored conversation is always consistent.
+
+A user message:
+
+1. starts a session first when the conversation is new or its session expired
+   (`action_session_start`, carrying slots over when configured);
+2. is recorded (`user`); a paused conversation stops here unless the intent is `restart`;
+3. runs `action_extract_slots` (slot events, no `action` event, as in Rasa);
+4. then actions are predicted and run until `action_listen` (the turn is complete) or a
+   custom action must run (pending). A follow-up action set by the tracker is run first; after
+   `max_predictions` actions `action_listen` is forced (Rasa's circuit breaker).
+
+A custom action's result: success records the policy's events, `action`, the action's events
+and its responses as `bot` events, then predicting resumes; a rejection records
+`action_execution_rejected` and predicting resumes; a failure or timeout records no `action`
+(Rasa records one and loses the events): the configured failure response (if any) and an
+`action_failed` event (a Parley event), then `action_listen`. Results that do not answer the
+pending request (duplicates, late answers) change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from schemas.events import (
+    ActionExecuted,
+    ActionExecutionRejected,
+    ActionFailed,
+    BotUttered,
+    Event,
+    UserUttered,
+    parse_events,
+)
+from schemas.project.domain import Domain
+from services.dialogue.builtin_actions import ActionContext, is_local, run_local
+from services.dialogue.responses import ResponseRenderer, bot_uttered
+from services.dialogue.slot_extraction import extract
+from services.dialogue.tracker import TrackerState, apply, initial_state, slot_defaults
+
+logger = logging.getLogger(__name__)
+
+ACTION_LISTEN = "action_listen"
+ACTION_SESSION_START = "action_session_start"
+RESTART_INTENT = "restart"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The next action, and who chose it."""
+
+    action: str
+    confidence: float = 1.0
+    policy: str | None = None
+    events: tuple[Event, ...] = ()  # applied before the action (Rasa's optional events)
+    hide_rule_turn: bool = False
+
+
+class Predictor(Protocol):
+    """Chooses the next action (the policy ensemble)."""
+
+    def predict(
+        self, events: Sequence[Event], state: TrackerState, domain: Domain
+    ) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """A custom action requested and not answered yet."""
+
+    request_id: str
+    action: str
+    prediction: Prediction
+    requested_at: float
+    channel: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.prediction
+        return {
+            "request_id": self.request_id,
+            "action": self.action,
+            "policy": p.policy,
+            "confidence": p.confidence,
+            "events": [e.to_dict() for e in p.events],
+            "hide_rule_turn": p.hide_rule_turn,
+            "requested_at": self.requested_at,
+            "channel": self.channel,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingAction:
+        prediction = Prediction(
+            data["action"],
+            data["confidence"],
+            data["policy"],
+            tuple(parse_events(data["events"])),
+            data["hide_rule_turn"],
+        )
+        return cls(
+            data["request_id"],
+            data["action"],
+            prediction,
+            data["requested_at"],
+            data.get("channel"),
+        )
+
+
+@dataclass
+class Conversation:
+    """A conversation as loaded from the store."""
+
+    conversation_id: str
+    events: list[Event]
+    state: TrackerState
+    pending: PendingAction | None = None
+
+    @classmethod
+    def new(cls, conversation_id: str, domain: Domain) -> Conversation:
+        return cls(conversation_id, [], initial_state(slot_defaults(domain)))
+
+
+@dataclass
+class TurnResult:
+    """What one input did."""
+
+    new_events: list[Event] = field(default_factory=list)
+    action_requests: list[PendingAction] = field(default_factory=list)
+    turn_complete: bool = False
+
+    @property
+    def bot_messages(self) -> list[BotUttered]:
+        return [e for e in self.new_events if isinstance(e, BotUttered)]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_predictions: int = 10
+    failure_response: str | None = "utter_default"
+
+
+class DialogueEngine:
+    """Runs turns for one bot (domain, policies, responses)."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        predictor: Predictor,
+        *,
+        settings: EngineSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.domain = domain
+        self.predictor = predictor
+        self.settings = settings or EngineSettings()
+        self.renderer = ResponseRenderer(domain, rng)
+        self._defaults = slot_defaults(domain)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_user_message(self, conv: Conversation, user: UserUttered, now: float) -> TurnResult:
+        result = TurnResult()
+        self._start_session_if_due(conv, result, now)
+        self._record(conv, result, [user])
+        intent = (user.parse_data.get("intent") or {}).get("name")
+        if conv.state.paused and intent != RESTART_INTENT:
+            result.turn_complete = True
+            return result
+        if conv.pending is not None:
+            logger.warning(
+                "user spoke while %s was pending: its answer will be ignored", conv.pending.action
+            )
+            conv.pending = None
+        extraction = extract(conv.state, self.domain, now)
+        self._record(conv, result, list(extraction.events))
+        for action in extraction.custom_actions:
+            logger.warning("slot mapping action %s is not run yet (custom mapping)", action)
+        self._predict_and_run(conv, result, now, user.input_channel)
+        return result
+
+    def on_action_result(
+        self,
+        conv: Conversation,
+        request_id: str,
+        status: str,
+        events: Sequence[Event],
+        responses: Sequence[dict[str, Any]],
+        now: float,
+        error: str | None = None,
+    ) -> TurnResult:
+        result = TurnResult()
+        pending = conv.pending
+        if pending is None or pending.request_id != request_id:
+            logger.info("action result %s answers nothing pending: ignored", request_id)
+            return result
+        conv.pending = None
+        p = pending.prediction
+        if status == "success":
+            self._record(conv, result, list(p.events))
+            self._record(conv, result, [self._executed(p, now)])
+            bots = [self._response_event(r, conv, pending.channel, now) for r in responses]
+            self._record(conv, result, [b for b in bots if b is not None])
+            self._record(conv, result, list(events))
+        elif status == "rejected":
+            rejected = ActionExecutionRejected(
+                timestamp=now, name=pending.action, policy=p.policy, confidence=p.confidence
+            )
+            self._record(conv, result, [rejected])
+        else:
+            self._fail(conv, result, pending, status, error, now)
+            return result
+        self._predict_and_run(conv, result, now, pending.channel)
+        return result
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _predict_and_run(
+        self, conv: Conversation, result: TurnResult, now: float, channel: str | None
+    ) -> None:
+        for count in range(self.settings.max_predictions + 1):
+            if count == self.settings.max_predictions:
+                logger.warning("%d actions in one turn: listening", count)
+                prediction = Prediction(ACTION_LISTEN, 1.0, None)
+            else:
+                prediction = self._next(conv)
+            name = prediction.action
+            if name == ACTION_LISTEN:
+                self._record(conv, result, [*prediction.events, self._executed(prediction, now)])
+                result.turn_complete = True
+                return
+            if self._runs_locally(name):
+                ctx = ActionContext(
+                    conv.state, conv.events, self.domain, self.renderer, channel, now
+                )
+                produced = run_local(name, ctx)
+                self._record(conv, result, [*prediction.events, self._executed(prediction, now)])
+                self._record(conv, result, produced)
+                if name == ACTION_SESSION_START:  # it ends with action_listen
+                    result.turn_complete = True
+                    return
+                continue
+            request_id = f"{conv.conversation_id}:{len(conv.events)}:{name}"
+            conv.pending = PendingAction(request_id, name, prediction, now, channel)
+            result.action_requests.append(conv.pending)
+            return
+
+    def _runs_locally(self, name: str) -> bool:
+        if is_local(name, self.domain):
+            return True
+        # an end-to-end bot text (an action the domain does not know by name)
+        return not self.domain.is_known_action(name)
+
+    def _next(self, conv: Conversation) -> Prediction:
+        followup = conv.state.followup_action
+        if followup and followup != ACTION_LISTEN and self.domain.is_known_action(followup):
+            return Prediction(followup, 1.0, "FollowupAction")
+        return self.predictor.predict(conv.events, conv.state, self.domain)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _record(self, conv: Conversation, result: TurnResult, events: Sequence[Event]) -> None:
+        for event in events:
+            conv.state = apply(conv.state, event, conv.events, self._defaults)
+            conv.events.append(event)
+            result.new_events.append(event)
+
+    @staticmethod
+    def _executed(prediction: Prediction, now: float) -> ActionExecuted:
+        return ActionExecuted(
+            timestamp=now,
+            name=prediction.action,
+            policy=prediction.policy,
+            confidence=prediction.confidence,
+            hide_rule_turn=prediction.hide_rule_turn,
+        )
+
+    def _start_session_if_due(self, conv: Conversation, result: TurnResult, now: float) -> None:
+        expiry_min = self.domain.session_config.session_expiration_time
+        last = conv.state.latest_event_time
+        expired = bool(expiry_min) and last is not None and now - last > expiry_min * 60
+        if conv.events and not expired:
+            return
+        ctx = ActionContext(conv.state, conv.events, self.domain, self.renderer, None, now)
+        produced = run_local(ACTION_SESSION_START, ctx)
+        # Rasa records it without policy or confidence.
+        executed = ActionExecuted(timestamp=now, name=ACTION_SESSION_START)
+        self._record(conv, result, [executed, *produced])
+
+    def _response_event(
+        self, response: dict[str, Any], conv: Conversation, channel: str | None, now: float
+    ) -> BotUttered | None:
+        draft = dict(response)
+        name = draft.pop("response", None) or draft.pop("template", None)
+        message: dict[str, Any] = {}
+        if name:
+            rendered = self.renderer.render(name, conv.state.slots, channel, **draft)
+            if rendered is None:
+                return None
+            message = {**rendered, "utter_action": name}
+        buttons = draft.pop("buttons", None) or []
+        if buttons:
+            message.setdefault("buttons", []).extend(buttons)
+        message.update({k: v for k, v in draft.items() if v})
+        return bot_uttered(message, now)
+
+    def _fail(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        pending: PendingAction,
+        status: str,
+        error: str | None,
+        now: float,
+    ) -> None:
+        logger.error("custom action %s %s: %s", pending.action, status, error or "no detail")
+        events: list[Event] = []
+        response = self.settings.failure_response
+        if response and self.renderer.has(response):
+            bot = self.renderer.utter(response, conv.state.slots, pending.channel, now)
+            events += [bot] if bot is not None else []
+        reason: Literal["failed", "timeout", "not_found"] = (
+            "timeout" if status == "timeout" else "not_found" if status == "not_found" else "failed"
+        )
+        events.append(ActionFailed(timestamp=now, name=pending.action, reason=reason, error=error))
+        self._record(conv, result, events)
+        self._record(conv, result, [self._executed(Prediction(ACTION_LISTEN, 1.0, None), now)])
+        result.turn_complete = True
