@@ -38,6 +38,8 @@ from schemas.events import (
     ActionFailed,
     BotUttered,
     Event,
+    ReminderScheduled,
+    Restarted,
     UserUttered,
     parse_events,
 )
@@ -135,6 +137,7 @@ class TurnResult:
     new_events: list[Event] = field(default_factory=list)
     action_requests: list[PendingAction] = field(default_factory=list)
     turn_complete: bool = False
+    dropped: str | None = None  # why an external trigger did nothing
 
     @property
     def bot_messages(self) -> list[BotUttered]:
@@ -185,6 +188,55 @@ class DialogueEngine:
             logger.warning("slot mapping action %s is not run yet (custom mapping)", action)
         self._predict_and_run(conv, result, now, user.input_channel)
         return result
+
+    def on_external_trigger(
+        self,
+        conv: Conversation,
+        intent: str,
+        entities: list[dict[str, Any]] | dict[str, Any],
+        now: float,
+        *,
+        reminder: str | None = None,
+        kill_on_user_msg: bool = False,
+        channel: str | None = None,
+    ) -> TurnResult:
+        """A fired reminder (`reminder` names it) or an external intent (`trigger_intent`).
+
+        A reminder is dropped (`TurnResult.dropped` says why) when `kill_on_user_msg` and the
+        user spoke after it was scheduled, or when a restart came since — Rasa's rules. Unlike
+        Rasa, validity is checked before a new session starts, so a reminder outliving the
+        session still fires (Rasa drops it silently).
+        """
+        if reminder is not None:
+            reason = self._stale_reminder(conv, reminder, kill_on_user_msg)
+            if reason is not None:
+                logger.info("reminder %s dropped: %s", reminder, reason)
+                return TurnResult(dropped=reason)
+        if isinstance(entities, dict):
+            entities = [{"entity": k, "value": v} for k, v in entities.items()]
+        user = UserUttered(
+            timestamp=now,
+            text=f"EXTERNAL: {intent}",
+            parse_data={"intent": {"name": intent, "confidence": 1.0}, "entities": entities},
+            input_channel=channel or conv.state.latest_input_channel,
+            metadata={"is_external": True},
+        )
+        return self.on_user_message(conv, user, now)
+
+    @staticmethod
+    def _stale_reminder(conv: Conversation, name: str, kill_on_user_msg: bool) -> str | None:
+        scheduled_at: int | None = None
+        for index, event in enumerate(conv.events):
+            if isinstance(event, ReminderScheduled) and event.name == name:
+                scheduled_at = index
+        if scheduled_at is None:
+            return "its reminder event is not in the conversation"
+        after = conv.events[scheduled_at + 1 :]
+        if any(isinstance(e, Restarted) for e in after):
+            return "the conversation was restarted after it was scheduled"
+        if kill_on_user_msg and any(isinstance(e, UserUttered) for e in after):
+            return "the user spoke after it was scheduled (kill_on_user_msg)"
+        return None
 
     def on_action_result(
         self,

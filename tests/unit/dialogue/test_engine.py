@@ -217,3 +217,61 @@ def test_engine_keeps_events_and_state_in_step(domain: Domain, tmp_path: Path) -
     for i in range(3):
         eng.on_user_message(conv, user("greet", 10 + i), 10 + i)
     assert conv.state == replay(conv.events, slot_defaults(domain))
+
+
+def reminder_event(name: str, ts: float, kill: bool = True) -> Event:
+    from datetime import UTC, datetime
+
+    from schemas.events import ReminderScheduled
+
+    return ReminderScheduled(
+        timestamp=ts,
+        intent="EXTERNAL_wake",
+        date_time=datetime(2030, 1, 1, tzinfo=UTC),
+        name=name,
+        kill_on_user_msg=kill,
+    )
+
+
+def test_external_trigger_is_an_external_user_message(domain: Domain) -> None:
+    eng = engine(domain, {"EXTERNAL_ping": "utter_greet"})
+    conv = Conversation.new("c1", domain)
+    eng.on_user_message(conv, user("greet", 10), 10)
+    result = eng.on_external_trigger(conv, "EXTERNAL_ping", {"item": "tea"}, 20)
+    said = result.new_events[0].to_dict()
+    assert said["text"] == "EXTERNAL: EXTERNAL_ping"
+    assert said["metadata"] == {"is_external": True}
+    assert said["input_channel"] == "rest"  # the channel the user last used
+    assert said["parse_data"]["entities"] == [{"entity": "item", "value": "tea"}]
+    assert names(result)[-2:] == ["bot:Hello!", "action:action_listen"]
+
+
+def test_reminders_follow_rasas_kill_and_restart_rules(domain: Domain) -> None:
+    eng = engine(domain, {"EXTERNAL_wake": "utter_greet"})
+    conv = Conversation.new("c1", domain)
+    eng.on_user_message(conv, user("greet", 10), 10)
+    conv.events.append(reminder_event("r1", 11))
+    conv.events.append(reminder_event("r2", 11, kill=False))
+    eng.on_user_message(conv, user("greet", 12), 12)
+    killed = eng.on_external_trigger(conv, "EXTERNAL_wake", [], 13, reminder="r1",
+                                     kill_on_user_msg=True)  # fmt: skip
+    assert killed.dropped is not None
+    assert "kill_on_user_msg" in killed.dropped
+    assert killed.new_events == []
+    kept = eng.on_external_trigger(conv, "EXTERNAL_wake", [], 14, reminder="r2")
+    assert kept.dropped is None
+    assert "bot:Hello!" in names(kept)
+    unknown = eng.on_external_trigger(conv, "EXTERNAL_wake", [], 15, reminder="nope")
+    assert unknown.dropped is not None
+
+
+def test_a_reminder_outliving_the_session_still_fires(domain: Domain) -> None:
+    eng = engine(domain, {"EXTERNAL_wake": "utter_greet"})
+    conv = Conversation.new("c1", domain)
+    eng.on_user_message(conv, user("greet", 10), 10)
+    conv.events.append(reminder_event("r1", 11, kill=False))
+    late = 11 + 2 * 3600  # two hours later: the session expired
+    fired = eng.on_external_trigger(conv, "EXTERNAL_wake", [], late, reminder="r1")
+    assert fired.dropped is None
+    assert names(fired)[0] == "action:action_session_start"
+    assert "bot:Hello!" in names(fired)
