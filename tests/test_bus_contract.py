@@ -228,3 +228,24 @@ async def test_memory_bus_drain_returns_once_everything_is_handled() -> None:
         await asyncio.wait_for(bus.drain(), 10)
         assert len(recorder.items) == 50
         assert len(downstream.items) == 50
+
+
+async def test_raw_publications_go_out_as_given(make_bus: BusFactory) -> None:
+    """A handler may publish bytes as they are (Rasa event records on parley.events)."""
+    from schemas.envelopes import OutboundMessage
+    from services.common import codec
+    from services.common.bus import RawMessage
+
+    downstream = Recorder()
+    outbound = OutboundMessage(conversation_id="bob", sent_at=FakeClock().now())
+
+    async def forward(message: UserMessage) -> Sequence[Publication]:
+        return [Publication(Topic.OUTBOUND, RawMessage(b"bob", codec.encode(outbound)))]
+
+    bus = make_bus()
+    bus.subscribe(Subscription(Topic.NLU, "nlu", forward, UserMessage))
+    bus.subscribe(Subscription(Topic.OUTBOUND, "gateway", downstream, OutboundMessage))
+    await bus.start()
+    await bus.publish(Topic.NLU, user_message("alice", 1))
+    [received] = await downstream.wait_for(1)
+    assert received == outbound

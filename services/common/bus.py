@@ -19,11 +19,20 @@ M = TypeVar("M")
 
 
 @dataclass(frozen=True)
+class RawMessage:
+    """Bytes to publish as they are, with their key (`parley.events` carries Rasa's event
+    records, which are not envelopes)."""
+
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
 class Publication:
     """A message a handler wants published, addressed by logical topic."""
 
     topic: Topic
-    message: Envelope
+    message: Envelope | RawMessage
 
 
 Handler = Callable[[M], Awaitable[Sequence[Publication] | None]]
@@ -76,8 +85,9 @@ class Bus(Protocol):
     def subscribe(self, subscription: Subscription[Any]) -> None:
         """Register a subscription; call before `start()`."""
 
-    async def publish(self, topic: Topic, message: Envelope) -> None:
-        """Publish keyed by the conversation id; returns once the transport acknowledged it."""
+    async def publish(self, topic: Topic, message: Envelope | RawMessage) -> None:
+        """Publish keyed by the conversation id (a `RawMessage` by its own key); returns once
+        the transport acknowledged it."""
 
     async def publish_bytes(self, topic: Topic, key: bytes | None, value: bytes) -> None:
         """Publish raw bytes (for bridges and tests of malformed input)."""

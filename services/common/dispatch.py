@@ -19,7 +19,7 @@ from typing import Any
 from schemas.envelopes import DeadLetter, Envelope
 from schemas.topics import Topic
 from services.common import codec
-from services.common.bus import RawRecord, Subscription
+from services.common.bus import RawMessage, RawRecord, Subscription
 from services.common.clock import Clock
 from services.common.correlation import correlated
 from services.common.errors import (
@@ -31,7 +31,7 @@ from services.common.errors import (
 
 logger = logging.getLogger(__name__)
 
-PublishFn = Callable[[Topic, Envelope], Awaitable[None]]
+PublishFn = Callable[[Topic, Envelope | RawMessage], Awaitable[None]]
 SleepFn = Callable[[float], Awaitable[None]]
 
 UNKNOWN_CONVERSATION = "<unknown>"

@@ -25,7 +25,7 @@ from faststream.kafka import KafkaBroker
 from schemas.envelopes import Envelope
 from schemas.topics import Topic
 from services.common import codec
-from services.common.bus import RawRecord, Subscription
+from services.common.bus import RawMessage, RawRecord, Subscription
 from services.common.clock import Clock, SystemClock
 from services.common.dispatch import Dispatcher
 from services.common.errors import RetryableError
@@ -94,8 +94,11 @@ class KafkaBus:
             no_reply=True,
         )(on_record)
 
-    async def publish(self, topic: Topic, message: Envelope) -> None:
-        await self.publish_bytes(topic, message.key, codec.encode(message))
+    async def publish(self, topic: Topic, message: Envelope | RawMessage) -> None:
+        if isinstance(message, RawMessage):
+            await self.publish_bytes(topic, message.key, message.value)
+        else:
+            await self.publish_bytes(topic, message.key, codec.encode(message))
 
     async def publish_bytes(self, topic: Topic, key: bytes | None, value: bytes) -> None:
         if self._broker is None:

@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 from schemas.envelopes import Envelope
 from schemas.topics import Topic
 from services.common import codec
-from services.common.bus import RawRecord, Subscription
+from services.common.bus import RawMessage, RawRecord, Subscription
 from services.common.clock import Clock, SystemClock
 from services.common.dispatch import Dispatcher
 from services.common.settings import BusSettings
@@ -113,8 +113,11 @@ class MemoryBus:
                 )
                 self._tasks.append(task)
 
-    async def publish(self, topic: Topic, message: Envelope) -> None:
-        await self._broker.append(topic, message.key, codec.encode(message))
+    async def publish(self, topic: Topic, message: Envelope | RawMessage) -> None:
+        if isinstance(message, RawMessage):
+            await self._broker.append(topic, message.key, message.value)
+        else:
+            await self._broker.append(topic, message.key, codec.encode(message))
 
     async def publish_bytes(self, topic: Topic, key: bytes | None, value: bytes) -> None:
         await self._broker.append(topic, key, value)

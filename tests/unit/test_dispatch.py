@@ -10,7 +10,7 @@ import pytest
 from schemas.envelopes import DeadLetter, Envelope, UserMessage
 from schemas.topics import Topic
 from services.common import codec
-from services.common.bus import Publication, RawRecord, RetryPolicy, Subscription
+from services.common.bus import Publication, RawMessage, RawRecord, RetryPolicy, Subscription
 from services.common.dispatch import Dispatcher
 from services.common.errors import PermanentError, RetryableError
 from tests.support.clock import FakeClock
@@ -20,10 +20,10 @@ CLOCK = FakeClock()
 
 class Sink:
     def __init__(self, fail: bool = False) -> None:
-        self.published: list[tuple[Topic, Envelope]] = []
+        self.published: list[tuple[Topic, Envelope | RawMessage]] = []
         self.fail = fail
 
-    async def __call__(self, topic: Topic, message: Envelope) -> None:
+    async def __call__(self, topic: Topic, message: Envelope | RawMessage) -> None:
         if self.fail:
             raise ConnectionError("broker down")
         self.published.append((topic, message))
