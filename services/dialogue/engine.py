@@ -26,6 +26,7 @@ pending request (duplicates, late answers) change nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Sequence
@@ -167,6 +168,11 @@ class DialogueEngine:
         self.renderer = ResponseRenderer(domain, rng)
         self._defaults = slot_defaults(domain)
 
+    @property
+    def slot_defaults(self) -> dict[str, Any]:
+        """The domain's slots' initial values."""
+        return dict(self._defaults)
+
     # -- inputs ---------------------------------------------------------------------------
 
     def on_user_message(self, conv: Conversation, user: UserUttered, now: float) -> TurnResult:
@@ -299,7 +305,8 @@ class DialogueEngine:
                     result.turn_complete = True
                     return
                 continue
-            request_id = f"{conv.conversation_id}:{len(conv.events)}:{name}"
+            key = f"{conv.conversation_id}\0{len(conv.events)}\0{name}".encode()
+            request_id = hashlib.sha256(key).hexdigest()[:40]
             conv.pending = PendingAction(request_id, name, prediction, now, channel)
             result.action_requests.append(conv.pending)
             return

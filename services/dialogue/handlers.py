@@ -1,0 +1,272 @@
+"""The dialogue worker's handler: one `parley.dialogue` input → one stored turn → publications.
+
+For each input: load the conversation (the hot store, rebuilt from the archive if needed),
+run the engine, append the new events to the hot store with a version check (a second worker
+holding the conversation during a rebalance gets `VersionConflict`, retried after a reload),
+write them to the archive (idempotent on sender id + seq), then publish:
+
+- `parley.outbound`: the turn's bot messages, `turn_complete` when the bot listens again;
+- `parley.events`: every new event as Rasa's event-broker record;
+- `parley.actions`: the custom action the turn waits for, with Rasa's webhook payload;
+- `parley.scheduler`: reminders scheduled and cancelled.
+
+Idempotency: the snapshot remembers, for the last inputs, which events they produced. An input
+seen before changes nothing; its publications are derived again from the stored events and
+published with the same message ids (a crash between storing and publishing loses nothing,
+and consumers drop the duplicates by message id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.envelopes import (
+    ActionRequest,
+    ActionResult,
+    BotMessage,
+    ConsoleCommand,
+    ExternalTrigger,
+    OutboundMessage,
+    ParsedUserMessage,
+    ReminderCancelRequest,
+    ReminderRequest,
+)
+from schemas.events import (
+    BotUttered,
+    Event,
+    ReminderCancelled,
+    ReminderScheduled,
+    event_record,
+    parse_events,
+)
+from schemas.topics import Topic
+from services.common.bus import Publication, RawMessage
+from services.common.clock import Clock
+from services.dialogue.engine import Conversation, DialogueEngine, PendingAction, TurnResult
+from services.dialogue.store.ports import Archive, HotStore
+from services.dialogue.store.rebuild import load_or_rebuild
+from services.dialogue.tracker import TrackerState, Verbosity, current_state, replay
+
+logger = logging.getLogger(__name__)
+
+RASA_VERSION = "3.6.21"  # what action servers are told (rasa-sdk checks it)
+REMEMBERED_INPUTS = 64
+
+DialogueMessage = ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """What one input produced: events [start, end), and how the turn ended."""
+
+    start: int
+    end: int
+    complete: bool
+    channel: str | None
+    in_reply_to: str | None
+
+
+class DialogueService:
+    """Handles `parley.dialogue` inputs for one bot."""
+
+    def __init__(
+        self,
+        engine: DialogueEngine,
+        hot: HotStore,
+        archive: Archive,
+        clock: Clock,
+        domain_dict: dict[str, Any],
+    ) -> None:
+        self.engine = engine
+        self.hot = hot
+        self.archive = archive
+        self.clock = clock
+        self.domain_dict = domain_dict
+        self._defaults = engine.slot_defaults
+
+    async def handle(self, message: DialogueMessage) -> list[Publication]:
+        cid = message.conversation_id
+        stored = await load_or_rebuild(self.hot, self.archive, cid, self._snapshot_of)
+        seq = 0 if stored is None else stored.seq
+        snapshot = {} if stored is None else stored.snapshot
+        events = [] if stored is None else parse_events(stored.events)
+        inputs: dict[str, Any] = dict(snapshot.get("inputs", {}))
+        if message.message_id in inputs:
+            record = InputRecord(**inputs[message.message_id])
+            logger.info("input %s seen before: publishing its results again", message.message_id)
+            await self.archive.write(cid, record.start, self._dicts(events[record.start :]))
+            return self._publications(
+                cid, events, record, snapshot, events[record.start : record.end]
+            )
+        if "tracker" in snapshot:
+            state = TrackerState.from_json(snapshot["tracker"])
+        else:
+            state = replay(events, self._defaults)
+        pending = snapshot.get("pending")
+        conv = Conversation(
+            cid, events, state, PendingAction.from_json(pending) if pending else None
+        )
+        now = self.clock.now().timestamp()
+        result, channel, reply_to = self._run(conv, message, now)
+        new = self._dicts(result.new_events)
+        record = InputRecord(seq, seq + len(new), result.turn_complete, channel, reply_to)
+        inputs[message.message_id] = record.__dict__
+        if len(inputs) > REMEMBERED_INPUTS:
+            for key in list(inputs)[: len(inputs) - REMEMBERED_INPUTS]:
+                del inputs[key]
+        new_snapshot = {
+            "tracker": conv.state.to_json(),
+            "pending": conv.pending.to_json() if conv.pending else None,
+            "inputs": inputs,
+        }
+        await self.hot.append(cid, seq, new, new_snapshot)
+        await self.archive.write(cid, seq, new)
+        return self._publications(cid, conv.events, record, new_snapshot, result.new_events)
+
+    def _run(
+        self, conv: Conversation, message: DialogueMessage, now: float
+    ) -> tuple[TurnResult, str | None, str | None]:
+        match message:
+            case ParsedUserMessage():
+                channel = message.event.input_channel
+                result = self.engine.on_user_message(conv, message.event, now)
+                return result, channel, message.event.message_id or message.message_id
+            case ActionResult():
+                channel = conv.pending.channel if conv.pending else None
+                result = self.engine.on_action_result(
+                    conv,
+                    message.request_id,
+                    message.status,
+                    list(message.events),
+                    list(message.responses),
+                    now,
+                    message.error,
+                )
+                return result, channel, message.correlation_id
+            case ExternalTrigger():
+                channel = message.output_channel or conv.state.latest_input_channel
+                result = self.engine.on_external_trigger(
+                    conv,
+                    message.intent,
+                    message.entities,
+                    now,
+                    reminder=message.reminder_name if message.source == "reminder" else None,
+                    kill_on_user_msg=message.kill_on_user_msg,
+                    channel=channel,
+                )
+                return result, channel, message.correlation_id
+            case _:
+                logger.warning("console command %s: not handled yet", message.command)
+                return TurnResult(), None, None
+
+    def _snapshot_of(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        state = replay(parse_events(events), self._defaults)
+        return {"tracker": state.to_json(), "pending": None, "inputs": {}}
+
+    @staticmethod
+    def _dicts(events: Sequence[Event]) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in events]
+
+    def _publications(
+        self,
+        cid: str,
+        events: Sequence[Event],
+        record: InputRecord,
+        snapshot: dict[str, Any],
+        new_events: Sequence[Event],
+    ) -> list[Publication]:
+        now = self.clock.now()
+        out: list[Publication] = []
+        bots = [e for e in new_events if isinstance(e, BotUttered)]
+        if bots or record.complete:
+            out.append(
+                Publication(
+                    Topic.OUTBOUND,
+                    OutboundMessage(
+                        conversation_id=cid,
+                        message_id=message_id(cid, record.end, "outbound"),
+                        correlation_id=record.in_reply_to,
+                        sent_at=now,
+                        messages=[_bot_message(b) for b in bots],
+                        in_reply_to=record.in_reply_to,
+                        turn_complete=record.complete,
+                        input_channel=record.channel,
+                    ),
+                )
+            )
+        key = cid.encode()
+        for event in new_events:
+            body = json.dumps(event_record(cid, event), ensure_ascii=False).encode()
+            out.append(Publication(Topic.EVENTS, RawMessage(key, body)))
+        for index, event in enumerate(new_events, start=record.start):
+            if isinstance(event, ReminderScheduled):
+                out.append(
+                    Publication(
+                        Topic.SCHEDULER,
+                        ReminderRequest(
+                            conversation_id=cid,
+                            message_id=message_id(cid, index, "reminder"),
+                            correlation_id=record.in_reply_to,
+                            sent_at=now,
+                            event=event,
+                            output_channel=record.channel,
+                        ),
+                    )
+                )
+            elif isinstance(event, ReminderCancelled):
+                out.append(
+                    Publication(
+                        Topic.SCHEDULER,
+                        ReminderCancelRequest(
+                            conversation_id=cid,
+                            message_id=message_id(cid, index, "cancel"),
+                            correlation_id=record.in_reply_to,
+                            sent_at=now,
+                            event=event,
+                        ),
+                    )
+                )
+        pending = snapshot.get("pending")
+        # the pending request is this input's only if no later input has been stored since
+        if pending and not record.complete and record.end == len(events):
+            out.append(Publication(Topic.ACTIONS, self._action_request(cid, events, snapshot)))
+        return out
+
+    def _action_request(
+        self, cid: str, events: Sequence[Event], snapshot: dict[str, Any]
+    ) -> ActionRequest:
+        pending = snapshot["pending"]
+        state = TrackerState.from_json(snapshot["tracker"])
+        return ActionRequest(
+            conversation_id=cid,
+            message_id=pending["request_id"],
+            sent_at=self.clock.now(),
+            next_action=pending["action"],
+            tracker=current_state(cid, state, events, Verbosity.ALL),
+            domain=self.domain_dict,
+            version=RASA_VERSION,
+        )
+
+
+def _bot_message(event: BotUttered) -> BotMessage:
+    data = event.data or {}
+    return BotMessage(
+        text=event.text,
+        image=data.get("image"),
+        buttons=data.get("buttons"),
+        attachment=data.get("attachment") if data.get("attachment") != data.get("image") else None,
+        custom=data.get("custom"),
+        quick_replies=data.get("quick_replies"),
+        elements=data.get("elements"),
+    )
+
+
+def message_id(conversation_id: str, *parts: object) -> str:
+    """A deterministic message id (≤ 128 characters) for an output of a conversation."""
+    digest = hashlib.sha256("\0".join([conversation_id, *map(str, parts)]).encode())
+    return digest.hexdigest()[:40]
