@@ -39,7 +39,7 @@ def test_rasa_sdk_reads_required_slots_from_it(shared_dir: Path) -> None:
 
     domain = load_project(shared_dir / "examples" / "rasa" / "formbot").domain
 
-    class Validate(FormValidationAction):
+    class Validate(FormValidationAction):  # type: ignore[misc]
         def name(self) -> str:
             return "validate_restaurant_form"
 
