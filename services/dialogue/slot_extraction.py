@@ -124,8 +124,7 @@ def _not_unique(slot: Slot, mapping: SlotMapping, state: TrackerState, domain: D
     sharing = [
         name
         for name in required
-        if name in domain.slots
-        and any(_mapping_key(m) == key for m in domain.slots[name].mappings)
+        if name in domain.slots and any(_mapping_key(m) == key for m in domain.slots[name].mappings)
     ]
     return len(sharing) > 1
 
