@@ -75,6 +75,7 @@ def test_public_schema_names_are_pinned() -> None:
         "ActiveLoop",
         "LoopInterrupted",
         "ActionExecutionRejected",
+        "ActionFailed",
         "Restarted",
         "AllSlotsReset",
         "UserUtteranceReverted",
