@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--model", type=Path, default=None, help="score this archive, no training")
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help="with --model: also score an int8 quantization of an archive that has none",
+    )
     args = parser.parse_args(argv)
     if args.dataset == "snips":
         base = args.data / "snips" / "yaml"
@@ -99,7 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is not None:  # score the model alone, whatever rules the archive holds
         rules = nlu_rules(train_data, BENCHMARK_CONFIG)
         archive = dataclasses.replace(archive, nlu=dataclasses.replace(archive.nlu, rules=rules))
-    report = evaluate_archive(archive, _read(test), out=out)
+    test_data = _read(test)
+    report = evaluate_archive(archive, test_data, out=out / "fp32", precision="fp32")
+    int8 = None
+    if archive.nlu.onnx_int8 is None and args.quantize:
+        from services.nlu.quantize import quantize_int8
+
+        archive = dataclasses.replace(
+            archive, nlu=dataclasses.replace(archive.nlu, onnx_int8=quantize_int8(archive.nlu.onnx))
+        )
+    if archive.nlu.onnx_int8 is not None:
+        int8 = evaluate_archive(archive, test_data, out=out / "int8", precision="int8")
     summary = archive.metadata["nlu"].get("summary", {})
     result = {
         "dataset": name,
@@ -109,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         "intent_accuracy": report.intent_accuracy,
         "intent_macro_f1": report.intent_macro_f1,
         "entity_micro_f1": report.entity_micro_f1,
+        "int8": None
+        if int8 is None
+        else {
+            "intent_accuracy": int8.intent_accuracy,
+            "intent_macro_f1": int8.intent_macro_f1,
+            "entity_micro_f1": int8.entity_micro_f1,
+        },
         "training_wall_s": round(train_s, 1) if train_s is not None else summary.get("wall_s"),
         "epochs_run": summary.get("epochs_run"),
         "best_epoch": summary.get("best_epoch"),

@@ -129,7 +129,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     inputs = [tokenizer.pad([e]) for e in encoded]
     repository = Path(args.repository)
     export_triton_repository(
-        archive.nlu.onnx,
+        archive.nlu.model_bytes(args.precision),
         repository,
         model_name=MODEL_NAME,
         flavour="python",
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         intra_op_threads=args.threads,
     )
     client = InferenceServerClient(url=args.triton)
-    reference = OnnxRuntimeModel(archive.nlu.onnx, threads=args.threads)
+    reference = OnnxRuntimeModel(archive.nlu.model_bytes(args.precision), threads=args.threads)
     rounds: dict[str, list[dict[str, float]]] = {"a": [], "b": [], "c": []}
     formed: Counter[int] = Counter()
     try:
@@ -186,6 +186,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_batch": args.max_batch,
         "queue_delay_us": args.queue_delay_us,
         "threads": args.threads,
+        "precision": args.precision
+        if archive.nlu.onnx_int8 or args.precision == "fp32"
+        else "fp32",
         "repeats": args.repeats,
         "a_batch1_sequential": a,
         "b_dynamic_batching": b,
@@ -216,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-delay-us", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--out", type=Path, default=Path("results/bench-nlu-serving.json"))
     args = parser.parse_args(argv)
     if not args.utterances.is_file():

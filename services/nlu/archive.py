@@ -5,11 +5,12 @@ Members (a tar.gz anyone can open):
 - `metadata.json`: `format`, `created_at`, `parley_version`, and an `nlu` section: the
   `fingerprint` of what was trained on, the encoder, `max_length`, `pad_id`, the training
   settings and the training summary;
-- `nlu/model.onnx` (the joint model, Parley's joint signature), `nlu/tokenizer.json` (the
-  encoder's tokenizer, for the `tokenizers` library), `nlu/labels.json` (intents and entity
-  BIO labels in output order), `nlu/rules.json` (what the parse needs besides the model: the
-  pipeline, regexes, lookup tables, synonyms, the domain's intents; see
-  `parse_data.nlu_rules`).
+- `nlu/model.onnx` (the joint model, Parley's joint signature, fp32) and
+  `nlu/model.int8.onnx` (the same, int8-quantized for CPU serving; optional),
+  `nlu/tokenizer.json` (the encoder's tokenizer, for the `tokenizers` library),
+  `nlu/labels.json` (intents and entity BIO labels in output order), `nlu/rules.json` (what
+  the parse needs besides the model: the pipeline, regexes, lookup tables, synonyms, the
+  domain's intents; see `parse_data.nlu_rules`).
 
 The dialogue part joins this archive with the dialogue issue. Reading an archive needs no
 torch: serving uses onnxruntime or Triton, and `tokenizers`.
@@ -25,12 +26,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from schemas.project.config import Config
 from schemas.project.nlu import NluData
 
 FORMAT = "parley-model/1"
+Precision = Literal["int8", "fp32"]
+INT8_MEMBER = "nlu/model.int8.onnx"
 FINGERPRINT_VERSION = 1
 _MEMBERS = (
     "metadata.json",
@@ -57,6 +60,14 @@ class NluModel:
     pad_id: int
     fingerprint: str
     rules: dict[str, Any]
+    onnx_int8: bytes | None = None
+
+    def model_bytes(self, precision: Precision = "int8") -> bytes:
+        """The ONNX model of that precision (int8 falls back to fp32 when the archive has no
+        int8 variant)."""
+        if precision == "int8" and self.onnx_int8 is not None:
+            return self.onnx_int8
+        return self.onnx
 
     @property
     def domain_intents(self) -> list[str] | None:
@@ -84,7 +95,9 @@ class ModelArchive:
                 if missing:
                     raise ArchiveError(f"{path}: not a Parley model archive (lacks {missing})")
                 data = {}
-                for name in _MEMBERS:
+                for name in (*_MEMBERS, INT8_MEMBER):
+                    if name not in members:
+                        continue
                     handle = tar.extractfile(members[name])
                     assert handle is not None
                     data[name] = handle.read()
@@ -108,6 +121,7 @@ class ModelArchive:
                 pad_id=int(nlu_meta["pad_id"]),
                 fingerprint=str(nlu_meta["fingerprint"]),
                 rules=dict(json.loads(data["nlu/rules.json"])),
+                onnx_int8=data.get(INT8_MEMBER),
             )
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, ArchiveError):
@@ -129,6 +143,7 @@ def write_archive(
     tokenizer_json: str,
     labels: Mapping[str, Iterable[str]],
     rules: Mapping[str, Any],
+    onnx_int8: bytes | None = None,
 ) -> Path:
     """Write `<models_dir>/<YYYYmmdd-HHMMSS>.tar.gz` atomically and return its path."""
     models_dir = Path(models_dir)
@@ -147,6 +162,8 @@ def write_archive(
         "nlu/labels.json": json.dumps({k: list(v) for k, v in labels.items()}, indent=1).encode(),
         "nlu/rules.json": json.dumps(rules, indent=1, ensure_ascii=False).encode(),
     }
+    if onnx_int8 is not None:
+        files[INT8_MEMBER] = onnx_int8
     partial = path.with_name(f".{path.name}.partial")
     with tarfile.open(partial, "w:gz") as tar:
         for name, content in files.items():
@@ -160,11 +177,21 @@ def write_archive(
 
 
 def archives(models_dir: str | Path) -> list[Path]:
-    """The archives in `models_dir`, oldest first (names are timestamps)."""
+    """The archives in `models_dir`, oldest first (names are timestamps, `-N` for the N-th
+    archive written in the same second)."""
     directory = Path(models_dir)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.glob("*.tar.gz") if not p.name.startswith("."))
+    found = [p for p in directory.glob("*.tar.gz") if not p.name.startswith(".")]
+    return sorted(found, key=_archive_order)
+
+
+def _archive_order(path: Path) -> tuple[str, int, str]:
+    stem = path.name.removesuffix(".tar.gz")
+    base, _, count = stem.rpartition("-")
+    if stem.count("-") >= 2 and count.isdigit():
+        return base, int(count), stem
+    return stem, 1, stem
 
 
 def latest_archive(models_dir: str | Path) -> Path | None:

@@ -20,7 +20,7 @@ from typing import Any
 from schemas.project.loader import load_project, read_nlu_file
 from schemas.project.nlu import Example, NluData
 from schemas.project.problems import Level, ProjectError
-from services.nlu.archive import ArchiveError, ModelArchive, resolve_model
+from services.nlu.archive import ArchiveError, ModelArchive, Precision, resolve_model
 from services.nlu.evaluation import EvaluationReport, evaluate, render_summary, write_reports
 from services.nlu.interpreter import NluInterpreter, ParseRequest
 from services.nlu.parse_data import ParseOptions
@@ -29,7 +29,11 @@ BATCH = 64
 
 
 def parse_all(
-    archive: ModelArchive, examples: Sequence[Example], *, progress: bool = False
+    archive: ModelArchive,
+    examples: Sequence[Example],
+    *,
+    progress: bool = False,
+    precision: Precision = "int8",
 ) -> list[dict[str, Any]]:
     """The worker's parse of every example's text, in batches (in-process onnxruntime)."""
     interpreter = NluInterpreter.in_process(
@@ -37,6 +41,7 @@ def parse_all(
         ParseOptions.from_rules(archive.nlu.rules),
         threads=os.cpu_count() or 1,
         known_intents=archive.nlu.domain_intents,
+        precision=precision,
     )
     bar: Any = None
     if progress:
@@ -61,11 +66,17 @@ def parse_all(
 
 
 def evaluate_archive(
-    archive: ModelArchive, data: NluData, out: Path | None = None, *, progress: bool = False
+    archive: ModelArchive,
+    data: NluData,
+    out: Path | None = None,
+    *,
+    progress: bool = False,
+    precision: Precision = "int8",
 ) -> EvaluationReport:
     """Score `archive` on `data`; write the reports and pictures into `out` when given."""
     examples = [e for e in data.examples if e.text.strip()]
-    report = evaluate(examples, parse_all(archive, examples, progress=progress))
+    parses = parse_all(archive, examples, progress=progress, precision=precision)
+    report = evaluate(examples, parses)
     if out is not None:
         write_reports(report, out)
     return report
@@ -90,6 +101,12 @@ def add_test_command(commands: Any) -> None:
         help="score on this NLU file (a test split) instead of the project's NLU data",
     )
     nlu.add_argument("--out", type=Path, default=Path("results"), help="default: results/")
+    nlu.add_argument(
+        "--precision",
+        choices=("int8", "fp32"),
+        default="int8",
+        help="score the archive's int8 model (what CPU serving uses) or its fp32 one",
+    )
     nlu.set_defaults(func=run_test_nlu)
 
 
@@ -113,7 +130,9 @@ def run_test_nlu(args: argparse.Namespace, settings: object) -> int:
             print(f"parley test nlu: {exc}", file=sys.stderr)
             return 1
     started = time.perf_counter()
-    report = evaluate_archive(archive, data, args.out, progress=sys.stderr.isatty())
+    report = evaluate_archive(
+        archive, data, args.out, progress=sys.stderr.isatty(), precision=args.precision
+    )
     print(
         f"model {archive.path}, {report.examples} examples ({time.perf_counter() - started:.1f} s)"
     )

@@ -54,6 +54,13 @@ def add_export_command(subparsers: Any) -> None:
     )
     triton.add_argument("--instance-count", type=int, default=1, help="default: 1")
     triton.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
+    triton.add_argument(
+        "--precision",
+        choices=("auto", "int8", "fp32"),
+        default="auto",
+        help="which model of an archive: int8 (CPU serving) or fp32; auto: int8 for "
+        "KIND_CPU when the archive has it, fp32 for KIND_GPU (default: auto)",
+    )
     triton.add_argument("--version", type=int, default=1, help="model version folder (default 1)")
     triton.set_defaults(func=run_export_triton)
 
@@ -65,7 +72,11 @@ def run_export_triton(args: argparse.Namespace, settings: object) -> int:
         onnx = model_path.read_bytes()
     else:
         try:
-            onnx = ModelArchive.read(resolve_model(model_path)).nlu.onnx
+            nlu = ModelArchive.read(resolve_model(model_path)).nlu
+            precision = args.precision
+            if precision == "auto":
+                precision = "int8" if args.instance_kind == "KIND_CPU" else "fp32"
+            onnx = nlu.model_bytes(precision)
         except ArchiveError as exc:
             print(f"--model: {exc}", file=sys.stderr)
             return 2

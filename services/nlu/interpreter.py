@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.nlu.archive import NluModel
+from services.nlu.archive import NluModel, Precision
 from services.nlu.batching import BatchingModel
 from services.nlu.bio import decode_entities
 from services.nlu.inference import IntentEntityModel, OnnxRuntimeModel
@@ -78,10 +78,13 @@ class NluInterpreter:
         name: str = "",
         known_intents: Collection[str] | None = None,
         max_batch: int = 0,
+        precision: Precision = "int8",
     ) -> NluInterpreter:
         """With the model in this process (onnxruntime): the embedded mode. `max_batch` > 0
-        batches concurrent `parse` calls into one model run (`BatchingModel`)."""
-        model: IntentEntityModel = OnnxRuntimeModel(nlu.onnx, threads=threads)
+        batches concurrent `parse` calls into one model run (`BatchingModel`); `precision`
+        picks the archive's int8 model (when it has one) or the fp32 one."""
+        onnx = nlu.model_bytes(precision)
+        model: IntentEntityModel = OnnxRuntimeModel(onnx, threads=threads)
         if max_batch > 0:
             model = BatchingModel(model, max_batch=max_batch)
         return cls(nlu, model, options, model_name=name, known_intents=known_intents)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import RetryableError
-from services.nlu.archive import ArchiveError, ModelArchive
+from services.nlu.archive import ArchiveError, ModelArchive, Precision
 from services.nlu.inference import TritonModel
 from services.nlu.interpreter import NluInterpreter
 from services.nlu.parse_data import ParseOptions
@@ -31,9 +31,12 @@ def _options(archive: ModelArchive) -> ParseOptions:
 class InProcessLoader:
     """onnxruntime in this process (the embedded default), concurrent messages micro-batched."""
 
-    def __init__(self, threads: int = 1, max_batch: int = 32) -> None:
+    def __init__(
+        self, threads: int = 1, max_batch: int = 32, precision: Precision = "int8"
+    ) -> None:
         self.threads = threads
         self.max_batch = max_batch
+        self.precision = precision
 
     async def load(self, archive: ModelArchive) -> NluInterpreter:
         return await asyncio.to_thread(
@@ -44,6 +47,7 @@ class InProcessLoader:
             name=archive.name,
             known_intents=archive.nlu.domain_intents,
             max_batch=self.max_batch,
+            precision=self.precision,
         )
 
     async def ready(self, interpreter: NluInterpreter) -> tuple[bool, str]:
@@ -62,7 +66,9 @@ class TritonLoader:
         flavour: Flavour = "python",
         timeout_s: float = 5.0,
         load_timeout_s: float = 120.0,
+        precision: Precision = "int8",
     ) -> None:
+        self.precision = precision
         self.grpc_url = grpc_url
         self.model_name = model_name
         self.repository = repository
@@ -87,7 +93,7 @@ class TritonLoader:
                 number = self._next_version()
                 await asyncio.to_thread(
                     export_triton_repository,
-                    archive.nlu.onnx,
+                    archive.nlu.model_bytes(self.precision),
                     self.repository,
                     model_name=self.model_name,
                     flavour=self.flavour,

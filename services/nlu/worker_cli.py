@@ -49,6 +49,7 @@ class NluSettings(BaseSettings):
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8081, ge=0)
     concurrency: int = Field(default=16, ge=1)
+    precision: Literal["int8", "fp32"] = "int8"
 
 
 def add_worker_nlu(workers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,8 +72,9 @@ def build_loader(settings: NluSettings) -> ModelLoader:
             settings.triton_model_name,
             repository=settings.triton_repository,
             timeout_s=settings.triton_timeout_s,
+            precision=settings.precision,
         )
-    return InProcessLoader(settings.threads)
+    return InProcessLoader(settings.threads, precision=settings.precision)
 
 
 def run_worker_nlu(args: argparse.Namespace, bus_settings: BusSettings) -> int:

@@ -48,6 +48,7 @@ class TrainSettings:
     dropout: float = 0.1
     entity_loss_weight: float = 1.0
     threads: int = 0  # 0: torch's default (all cores)
+    quantize: bool = True  # also store an int8 model for CPU serving
 
     @classmethod
     def from_config(cls, config: Config | None, **overrides: Any) -> TrainSettings:

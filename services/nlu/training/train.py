@@ -19,6 +19,7 @@ from schemas.project.nlu import Example
 from services.nlu.archive import write_archive
 from services.nlu.inference import OnnxRuntimeModel
 from services.nlu.onnx_model import INPUT_NAMES, OPSET, OUTPUT_NAMES
+from services.nlu.quantize import quantize_int8
 from services.nlu.tokenizer import WordPieceTokenizer
 from services.nlu.training.data import LabelMaps, encode_examples, split_held_out
 from services.nlu.training.joint import JointModel
@@ -41,6 +42,7 @@ class TrainedNlu:
     summary: TrainSummary
     encoder: dict[str, Any]
     settings: TrainSettings
+    onnx_int8: bytes | None = None
 
     def save(
         self,
@@ -67,6 +69,7 @@ class TrainedNlu:
                 },
             },
             onnx=self.onnx,
+            onnx_int8=self.onnx_int8,
             tokenizer_json=self.tokenizer_json,
             labels=self.maps.as_dict(),
             rules=rules,
@@ -130,6 +133,7 @@ def train_nlu(
     )
     onnx = export_onnx(model)
     check_export(model, onnx, tokenizer, [e.text for e in examples[:16]])
+    onnx_int8 = quantize_int8(onnx) if settings.quantize else None
     config = model.encoder.config
     encoder = {
         "path": str(encoder_dir),
@@ -138,7 +142,9 @@ def train_nlu(
         "layers": int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0)),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    return TrainedNlu(onnx, tokenizer.json, tokenizer.pad_id, maps, summary, encoder, settings)
+    return TrainedNlu(
+        onnx, tokenizer.json, tokenizer.pad_id, maps, summary, encoder, settings, onnx_int8
+    )
 
 
 def export_onnx(model: JointModel) -> bytes:

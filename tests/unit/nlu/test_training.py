@@ -26,6 +26,7 @@ def test_archive_holds_model_tokenizer_labels_metadata(tiny_archive: Path) -> No
     assert names == {
         "metadata.json",
         "nlu/model.onnx",
+        "nlu/model.int8.onnx",
         "nlu/tokenizer.json",
         "nlu/labels.json",
         "nlu/rules.json",
@@ -176,7 +177,7 @@ def test_export_triton_takes_an_archive_or_a_models_folder(
     out = tmp_path / "repo"
     assert main(["export", "triton", "--model", str(models), "--out", str(out)]) == 0
     exported = (out / "parley_nlu" / "1" / "model.onnx").read_bytes()
-    assert exported == ModelArchive.read(archives(models)[-1]).nlu.onnx
+    assert exported == ModelArchive.read(archives(models)[-1]).nlu.onnx_int8  # KIND_CPU
     assert main(["export", "triton", "--model", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "no such model archive" in capsys.readouterr().err
 
@@ -206,3 +207,39 @@ def test_parley_test_nlu_writes_reports_and_pictures(
     assert json.loads((out / "intent_report.json").read_text())["greet"]["support"] == 1
     assert main(["test", "nlu", "--project", str(tmp_path), "--out", str(out)]) == 2
     assert "no such model archive" in capsys.readouterr().err
+
+
+async def test_the_int8_model_is_smaller_and_parses_alike(tiny_archive: Path) -> None:
+    nlu = ModelArchive.read(tiny_archive).nlu
+    assert nlu.onnx_int8 is not None
+    assert nlu.model_bytes("int8") == nlu.onnx_int8
+    assert nlu.model_bytes("fp32") == nlu.onnx
+    assert len(nlu.onnx_int8) < len(nlu.onnx)
+    ModelSignature.of_onnx(nlu.onnx_int8).check_joint()
+    texts = [ParseRequest(t) for t in ("hello", "book a flight to berlin", "bye bye")]
+    names = []
+    for precision in ("int8", "fp32"):
+        interpreter = NluInterpreter.in_process(nlu, precision=precision)  # type: ignore[arg-type]
+        names.append([p["intent"]["name"] for p in await interpreter.parse(texts)])
+    assert names[0] == names[1] == ["greet", "book_flight", "goodbye"]
+
+
+def test_export_picks_int8_for_cpu_and_fp32_for_gpu(tiny_project: Path, tmp_path: Path) -> None:
+    models = tiny_project / "models"
+    nlu = ModelArchive.read(archives(models)[-1]).nlu
+    for kind, expected in (("KIND_CPU", nlu.onnx_int8), ("KIND_GPU", nlu.onnx)):
+        out = tmp_path / kind
+        args = ["export", "triton", "--model", str(models), "--out", str(out)]
+        assert main([*args, "--instance-kind", kind]) == 0
+        assert (out / "parley_nlu" / "1" / "model.onnx").read_bytes() == expected
+
+
+def test_archives_of_the_same_second_keep_their_order(tmp_path: Path) -> None:
+    for name in ("20261125-033539-2", "20261125-033539", "20261125-033540", "20261125-033539-10"):
+        (tmp_path / f"{name}.tar.gz").write_bytes(b"")
+    assert [p.name.removesuffix(".tar.gz") for p in archives(tmp_path)] == [
+        "20261125-033539",
+        "20261125-033539-2",
+        "20261125-033539-10",
+        "20261125-033540",
+    ]
