@@ -219,7 +219,7 @@ async def test_the_int8_model_is_smaller_and_parses_alike(tiny_archive: Path) ->
     texts = [ParseRequest(t) for t in ("hello", "book a flight to berlin", "bye bye")]
     names = []
     for precision in ("int8", "fp32"):
-        interpreter = NluInterpreter.in_process(nlu, precision=precision)  # type: ignore[arg-type]
+        interpreter = NluInterpreter.in_process(nlu, precision=precision)
         names.append([p["intent"]["name"] for p in await interpreter.parse(texts)])
     assert names[0] == names[1] == ["greet", "book_flight", "goodbye"]
 
