@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from schemas.topics import TOPICS, Topic
+from services.actions.worker_cli import add_worker_actions
 from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
@@ -101,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(commands)
     add_test_command(commands)
     worker = commands.add_parser("worker", help="run one of Parley's services")
-    add_worker_nlu(worker.add_subparsers(dest="worker", metavar="SERVICE", required=True))
+    workers = worker.add_subparsers(dest="worker", metavar="SERVICE", required=True)
+    add_worker_nlu(workers)
+    add_worker_actions(workers)
     return parser
 
 
