@@ -13,6 +13,7 @@ Inputs the model cannot take are made safe, never fatal:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,9 @@ class NluInterpreter:
     ) -> None:
         """`known_intents`: the domain's intents, for `/intent` messages (Rasa treats an
         unknown `/name` as text for the model); None accepts every `/name`."""
-        self.nlu = nlu
+        # The model is in the session (or in Triton): keep the labels, not the model bytes
+        # (~110 MB for MiniLM's fp32 + int8 models).
+        self.nlu = dataclasses.replace(nlu, onnx=b"", onnx_int8=None)
         self.model = model
         self.options = options or ParseOptions()
         self.model_name = model_name
