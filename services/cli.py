@@ -18,6 +18,7 @@ from services.dialogue.visualize_cli import add_visualize_command
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
+from services.scheduler.worker_cli import add_worker_scheduler
 from services.train_cli import add_train_command
 from services.validate_cli import add_validate_command
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     workers = worker.add_subparsers(dest="worker", metavar="SERVICE", required=True)
     add_worker_nlu(workers)
     add_worker_actions(workers)
+    add_worker_scheduler(workers)
     return parser
 
 

@@ -1,1 +1,4 @@
-"""The scheduler service (not built yet: it lands with its own issue)."""
+"""The scheduler service: reminders and human-handoff timers, persisted and fired exactly once.
+
+See `README.md` in this folder for the exactly-once mechanism across replicas.
+"""
