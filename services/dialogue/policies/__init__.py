@@ -9,7 +9,9 @@ from services.dialogue.policies.base import (
     PolicyPrediction,
     SupportedData,
 )
+from services.dialogue.policies.ensemble import EnsemblePredictor, PolicyEnsemble
 from services.dialogue.policies.memoization import AugmentedMemoizationPolicy, MemoizationPolicy
+from services.dialogue.policies.rule import InvalidRule, RulePolicy
 
 __all__ = [
     "DEFAULT_POLICY_PRIORITY",
@@ -17,8 +19,12 @@ __all__ = [
     "RULE_POLICY_PRIORITY",
     "UNLIKELY_INTENT_POLICY_PRIORITY",
     "AugmentedMemoizationPolicy",
+    "EnsemblePredictor",
+    "InvalidRule",
     "MemoizationPolicy",
     "Policy",
+    "PolicyEnsemble",
     "PolicyPrediction",
+    "RulePolicy",
     "SupportedData",
 ]

@@ -1,0 +1,158 @@
+"""`parley worker dialogue`: the dialogue worker process (composition root).
+
+It reads the bot project (domain, stories, rules, config), builds the policy ensemble,
+opens the tracker store (Redis + SQL archive, migrated at start), subscribes to
+`parley.dialogue`, and serves `/health/live` and `/health/ready`. Settings: `PARLEY_DIALOGUE_*`
+(this module) and `PARLEY_STORE_*` / `REDIS_URL` / `DATABASE_URL` (the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import signal
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.envelopes import DialogueInput
+from schemas.project.loader import Project, load_project
+from schemas.project.problems import ProjectError
+from schemas.topics import Topic
+from services.common.bus import Bus, Subscription
+from services.common.clock import SystemClock
+from services.common.health import HealthServer
+from services.common.kafka_bus import KafkaBus
+from services.common.settings import BusSettings
+from services.dialogue.domain_dict import domain_as_dict
+from services.dialogue.engine import DialogueEngine, EngineSettings, Predictor
+from services.dialogue.handlers import DialogueService
+from services.dialogue.store.migrate import migrate
+from services.dialogue.store.redis_store import RedisHotStore
+from services.dialogue.store.settings import StoreSettings
+from services.dialogue.store.sql_archive import SqlArchive
+
+logger = logging.getLogger(__name__)
+GROUP = "parley-dialogue"
+
+
+class DialogueSettings(BaseSettings):
+    """The dialogue worker's settings. Environment: `PARLEY_DIALOGUE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_DIALOGUE_", extra="ignore", frozen=True)
+
+    project: Path = Path(".")
+    concurrency: int = Field(default=8, ge=1)
+    max_predictions: int = Field(default=10, ge=1)
+    failure_response: str | None = "utter_default"
+    seed: int | None = None
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=8083, ge=0)
+
+
+def build_predictor(project: Project) -> Predictor:
+    """The policy ensemble `config.yml` configures, trained on the project's stories and rules."""
+    from services.dialogue.policies.ensemble import PolicyEnsemble
+    from services.dialogue.training_data import training_trackers
+
+    ensemble = PolicyEnsemble.from_config(project.config)
+    ensemble.train(training_trackers(project), project.domain)
+    return ensemble.as_predictor()
+
+
+class DialogueWorker:
+    """The worker's parts, wired: engine, stores, bus subscription, health."""
+
+    def __init__(
+        self, settings: DialogueSettings, store: StoreSettings, bus: Bus, project: Project
+    ) -> None:
+        if not store.database_url:
+            raise ValueError(
+                "the dialogue worker needs the SQL archive: set DATABASE_URL "
+                "(postgresql+asyncpg://... or sqlite+aiosqlite:///file.db)"
+            )
+        self.settings = settings
+        self.store_settings = store
+        self.bus = bus
+        self.project = project
+        self.database_url = store.database_url
+        self.hot = RedisHotStore(store.redis_url, store.key_prefix, store.expire_s)
+        self.archive = SqlArchive(self.database_url)
+        engine = DialogueEngine(
+            project.domain,
+            build_predictor(project),
+            settings=EngineSettings(settings.max_predictions, settings.failure_response),
+            rng=random.Random(settings.seed),
+        )
+        self.service = DialogueService(
+            engine, self.hot, self.archive, SystemClock(), domain_as_dict(project.domain)
+        )
+        self.health = HealthServer(settings.health_host, settings.health_port)
+        self.consuming = False
+        self.health.add_check("bus", self._bus_check)
+
+    async def _bus_check(self) -> tuple[bool, str]:
+        return self.consuming, "consuming" if self.consuming else "not consuming"
+
+    async def start(self) -> None:
+        await self.health.start()
+        await migrate(self.database_url)
+        await self.hot.start()
+        await self.archive.start()
+        self.bus.subscribe(
+            Subscription(
+                Topic.DIALOGUE,
+                GROUP,
+                self.service.handle,
+                DialogueInput,
+                concurrency=self.settings.concurrency,
+            )
+        )
+        await self.bus.start()
+        self.consuming = True
+        logger.info("dialogue worker consuming %s", Topic.DIALOGUE)
+
+    async def stop(self) -> None:
+        self.consuming = False
+        await self.bus.stop()
+        await self.archive.close()
+        await self.hot.close()
+        await self.health.stop()
+
+
+def add_worker_dialogue(workers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = workers.add_parser(
+        "dialogue",
+        help="consume parley.dialogue: trackers, policies, responses, actions",
+    )
+    parser.add_argument("--project", type=Path, help="the bot project folder")
+    parser.add_argument("--health-port", type=int, help="port of /health/live and /health/ready")
+    parser.set_defaults(func=run_worker_dialogue)
+
+
+def run_worker_dialogue(args: argparse.Namespace, bus_settings: BusSettings) -> int:
+    overrides = {"project": args.project, "health_port": args.health_port}
+    settings = DialogueSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        project = load_project(settings.project)
+        worker = DialogueWorker(settings, StoreSettings(), KafkaBus(bus_settings), project)
+    except (ProjectError, ValueError) as exc:
+        logger.error("dialogue worker cannot start: %s", exc)
+        return 2
+    return asyncio.run(_serve(worker))
+
+
+async def _serve(worker: DialogueWorker) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.start()
+        await stop.wait()
+    finally:
+        await worker.stop()
+    return 0
