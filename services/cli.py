@@ -15,6 +15,7 @@ from services.common.errors import ParleyError
 from services.common.settings import BusSettings
 from services.dialogue.store.db_cli import add_db_command
 from services.dialogue.visualize_cli import add_visualize_command
+from services.dialogue.worker_cli import add_worker_dialogue
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_nlu(workers)
     add_worker_actions(workers)
     add_worker_scheduler(workers)
+    add_worker_dialogue(workers)
     return parser
 
 

@@ -1,0 +1,166 @@
+"""The dialogue worker end to end on real Kafka, Redis and PostgreSQL: Rasa's moodbot test
+stories (`../shared/examples/rasa/moodbot/tests/test_stories.yml`) play turn by turn; every
+bot action of every story is predicted and run, the bot's messages reach `parley.outbound`
+with the turn marked complete, every event reaches `parley.events`, and the tracker in Redis
+equals its SQL archive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.envelopes import OutboundMessage, ParsedUserMessage
+from schemas.events import UserUttered
+from schemas.project.loader import load_project
+from schemas.project.stories import ActionStep, Story, UserStep
+from schemas.topics import Topic
+from services.common.bus import Publication, Subscription
+from services.common.kafka_bus import KafkaBus
+from services.dialogue.store.settings import StoreSettings
+from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
+from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
+from tests.support.buses import bus_settings
+from tests.support.recorder import Recorder
+
+pytestmark = pytest.mark.integration
+
+
+def turns(story: Story) -> list[tuple[UserStep, list[str]]]:
+    """Each user step with the actions the story expects after it."""
+    out: list[tuple[UserStep, list[str]]] = []
+    for step in story.steps:
+        if isinstance(step, UserStep):
+            out.append((step, []))
+        elif isinstance(step, ActionStep) and out and step.name:
+            out[-1][1].append(step.name)
+    return out
+
+
+def parsed(conversation: str, step: UserStep) -> ParsedUserMessage:
+    now = datetime.now(UTC)
+    message_id = uuid.uuid4().hex
+    event = UserUttered(
+        timestamp=now.timestamp(),
+        text=(step.text or "").strip(),
+        input_channel="rest",
+        message_id=message_id,
+        parse_data={"intent": {"name": step.intent, "confidence": 1.0}, "entities": []},
+    )
+    return ParsedUserMessage(
+        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
+    )
+
+
+class Turns:
+    """Outbound messages per conversation; awaits a complete turn."""
+
+    def __init__(self) -> None:
+        self.by_conversation: dict[str, list[OutboundMessage]] = {}
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, message: OutboundMessage) -> list[Publication]:
+        async with self._changed:
+            self.by_conversation.setdefault(message.conversation_id, []).append(message)
+            self._changed.notify_all()
+        return []
+
+    async def completed(self, conversation: str, count: int, within: float = 30) -> None:
+        def done() -> bool:
+            got = self.by_conversation.get(conversation, [])
+            return sum(m.turn_complete for m in got) >= count
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(done), within)
+
+
+@pytest.fixture
+async def worker(
+    shared_dir: Path,
+    unique_prefix: str,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> AsyncIterator[tuple[DialogueWorker, KafkaBus]]:
+    project = load_project(shared_dir / "examples" / "rasa" / "moodbot")
+    kafka = bus_settings("kafka", unique_prefix)
+    store = StoreSettings(redis_url=REDIS_URL, database_url=pg_url, key_prefix=unique_prefix)
+    settings = DialogueSettings(project=project.root, health_host="127.0.0.1", health_port=0)
+    dialogue = DialogueWorker(settings, store, KafkaBus(kafka), project)
+    probe = KafkaBus(kafka)
+    await dialogue.start()
+    try:
+        yield dialogue, probe
+    finally:
+        await probe.stop()
+        await dialogue.stop()
+
+
+async def test_moodbot_test_stories_pass_end_to_end(
+    worker: tuple[DialogueWorker, KafkaBus], shared_dir: Path
+) -> None:
+    dialogue, probe = worker
+    project = load_project(shared_dir / "examples" / "rasa" / "moodbot")
+    outbound = Turns()
+    events = Recorder()
+
+    async def record(raw: Any) -> list[Publication]:
+        await events.add(raw)
+        return []
+
+    probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
+    probe.subscribe(Subscription(Topic.EVENTS, "probe", record, dict[str, Any]))
+    await probe.start()
+    assert project.test_stories, "moodbot has test stories"
+    checked = 0
+    for index, story in enumerate(project.test_stories):
+        conversation = f"story-{index}"
+        for number, (step, expected) in enumerate(turns(story), start=1):
+            await probe.publish(Topic.DIALOGUE, parsed(conversation, step))
+            await outbound.completed(conversation, number)
+            stored = await dialogue.hot.load(conversation)
+            assert stored is not None
+            actions = _actions_after_last_user(stored.events)
+            assert actions == [*expected, "action_listen"], (
+                f"{story.name} turn {number} ({step.intent}): {actions} != {expected}"
+            )
+            checked += len(expected)
+        messages = outbound.by_conversation[conversation]
+        assert all(m.input_channel == "rest" for m in messages)
+        archived = await dialogue.archive.read(conversation)
+        assert archived == (await dialogue.hot.load(conversation)).events  # type: ignore[union-attr]
+    assert checked >= 10
+    # every stored event went out on parley.events as Rasa's event-broker record
+    total = 0
+    for index in range(len(project.test_stories)):
+        stored = await dialogue.hot.load(f"story-{index}")
+        assert stored is not None
+        total += stored.seq
+    records = await events.wait_for(total)
+    assert len(records) == total
+    story0 = [r for r in records if r["sender_id"] == "story-0"]
+    stored0 = await dialogue.hot.load("story-0")
+    assert stored0 is not None
+    assert [{k: v for k, v in r.items() if k != "sender_id"} for r in story0] == stored0.events
+    # the bot's words are the domain's responses
+    first = outbound.by_conversation["story-0"][0]
+    assert first.messages[0].text == "Hey! How are you?"
+
+
+def _actions_after_last_user(events: list[dict[str, Any]]) -> list[str]:
+    last_user = max(i for i, e in enumerate(events) if e["event"] == "user")
+    return [e["name"] for e in events[last_user + 1 :] if e["event"] == "action"]
+
+
+def test_turn_helper_reads_story_steps(shared_dir: Path) -> None:
+    project = load_project(shared_dir / "examples" / "rasa" / "moodbot")
+    first = turns(project.test_stories[0])
+    assert [(u.intent, a) for u, a in first] == [
+        ("greet", ["utter_greet"]),
+        ("mood_great", ["utter_happy"]),
+    ]
+    assert json.dumps([u.intent for u, _ in first])
