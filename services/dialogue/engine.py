@@ -22,6 +22,12 @@ and its responses as `bot` events, then predicting resumes; a rejection records
 (Rasa records one and loses the events): the configured failure response (if any) and an
 `action_failed` event (a Parley event), then `action_listen`. Results that do not answer the
 pending request (duplicates, late answers) change nothing.
+
+A form (`services/dialogue/forms.py`) runs here too, but may need custom actions
+(`validate_<form>`, `action_ask_<slot>`): each is a pending action that carries the form's run
+and its provisional events (the action's tracker includes them); when the run completes,
+`action <form>` and the form's events are recorded, or `action_execution_rejected` when it
+rejected, and predicting resumes.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -46,6 +52,15 @@ from schemas.events import (
 )
 from schemas.project.domain import Domain
 from services.dialogue.builtin_actions import ActionContext, is_local, run_local
+from services.dialogue.forms import (
+    Call,
+    Finished,
+    FormRun,
+    FormRunner,
+    Rejected,
+    Step,
+    with_provisional,
+)
 from services.dialogue.responses import ResponseRenderer, bot_uttered
 from services.dialogue.slot_extraction import extract
 from services.dialogue.tracker import TrackerState, apply, initial_state, slot_defaults
@@ -85,24 +100,31 @@ class PendingAction:
     prediction: Prediction
     requested_at: float
     channel: str | None = None
+    # A form's run waiting on this action (`FormRun.to_json`), and the events its tracker
+    # must include beyond the stored ones (the form's provisional events).
+    loop: dict[str, Any] | None = None
+    provisional: tuple[Event, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         p = self.prediction
         return {
             "request_id": self.request_id,
             "action": self.action,
+            "predicted": p.action,
             "policy": p.policy,
             "confidence": p.confidence,
             "events": [e.to_dict() for e in p.events],
             "hide_rule_turn": p.hide_rule_turn,
             "requested_at": self.requested_at,
             "channel": self.channel,
+            "loop": self.loop,
+            "provisional": [e.to_dict() for e in self.provisional],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PendingAction:
         prediction = Prediction(
-            data["action"],
+            data.get("predicted") or data["action"],
             data["confidence"],
             data["policy"],
             tuple(parse_events(data["events"])),
@@ -114,6 +136,8 @@ class PendingAction:
             prediction,
             data["requested_at"],
             data.get("channel"),
+            data.get("loop"),
+            tuple(parse_events(data.get("provisional") or [])),
         )
 
 
@@ -167,6 +191,7 @@ class DialogueEngine:
         self.settings = settings or EngineSettings()
         self.renderer = ResponseRenderer(domain, rng)
         self._defaults = slot_defaults(domain)
+        self.forms = FormRunner(domain, self.renderer, self._defaults)
 
     @property
     def slot_defaults(self) -> dict[str, Any]:
@@ -260,11 +285,15 @@ class DialogueEngine:
             logger.info("action result %s answers nothing pending: ignored", request_id)
             return result
         conv.pending = None
+        if pending.loop is not None:
+            self._resume_form(conv, result, pending, status, events, responses, now, error)
+            return result
         p = pending.prediction
         if status == "success":
             self._record(conv, result, list(p.events))
             self._record(conv, result, [self._executed(p, now)])
-            bots = [self._response_event(r, conv, pending.channel, now) for r in responses]
+            slots = conv.state.slots
+            bots = [self._response_event(r, slots, pending.channel, now) for r in responses]
             self._record(conv, result, [b for b in bots if b is not None])
             self._record(conv, result, list(events))
         elif status == "rejected":
@@ -294,6 +323,11 @@ class DialogueEngine:
                 self._record(conv, result, [*prediction.events, self._executed(prediction, now)])
                 result.turn_complete = True
                 return
+            if self.forms.is_form(name):
+                step = self.forms.start(name, conv.state, conv.events, channel, now)
+                if self._form_step(conv, result, prediction, step, now, channel):
+                    return
+                continue
             if self._runs_locally(name):
                 ctx = ActionContext(
                     conv.state, conv.events, self.domain, self.renderer, channel, now
@@ -310,6 +344,77 @@ class DialogueEngine:
             conv.pending = PendingAction(request_id, name, prediction, now, channel)
             result.action_requests.append(conv.pending)
             return
+
+    # -- forms --------------------------------------------------------------------------
+
+    def _form_step(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        prediction: Prediction,
+        step: Step,
+        now: float,
+        channel: str | None,
+    ) -> bool:
+        """Record a form's step; True when it waits on a custom action (pending)."""
+        match step:
+            case Call():
+                parts = (conv.conversation_id, len(conv.events), prediction.action, step.action)
+                key = "\0".join(map(str, parts))
+                request_id = hashlib.sha256(key.encode()).hexdigest()[:40]
+                conv.pending = PendingAction(
+                    request_id,
+                    step.action,
+                    prediction,
+                    now,
+                    channel,
+                    step.run.to_json(),
+                    step.provisional,
+                )
+                result.action_requests.append(conv.pending)
+                return True
+            case Finished():
+                if step.executed:
+                    executed = self._executed(prediction, now)
+                    self._record(conv, result, [*prediction.events, executed])
+                self._record(conv, result, list(step.events))
+                return False
+            case Rejected():
+                logger.debug("form %s rejected: %s", prediction.action, step.reason)
+                rejected = ActionExecutionRejected(
+                    timestamp=now,
+                    name=prediction.action,
+                    policy=prediction.policy,
+                    confidence=prediction.confidence,
+                )
+                self._record(conv, result, [rejected])
+                return False
+
+    def _resume_form(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        pending: PendingAction,
+        status: str,
+        events: Sequence[Event],
+        responses: Sequence[dict[str, Any]],
+        now: float,
+        error: str | None,
+    ) -> None:
+        if status not in ("success", "rejected"):
+            self._fail(conv, result, pending, status, error, now)
+            return
+        assert pending.loop is not None
+        run = FormRun.from_json(pending.loop)
+        temp, _ = with_provisional(conv.state, conv.events, pending.provisional, self._defaults)
+        bots = [self._response_event(r, temp.slots, pending.channel, now) for r in responses]
+        produced = [*(b for b in bots if b is not None), *events]
+        step = self.forms.resume(
+            run, conv.state, conv.events, status, produced, pending.channel, now
+        )
+        if self._form_step(conv, result, pending.prediction, step, now, pending.channel):
+            return
+        self._predict_and_run(conv, result, now, pending.channel)
 
     def _runs_locally(self, name: str) -> bool:
         if is_local(name, self.domain):
@@ -354,13 +459,13 @@ class DialogueEngine:
         self._record(conv, result, [executed, *produced])
 
     def _response_event(
-        self, response: dict[str, Any], conv: Conversation, channel: str | None, now: float
+        self, response: dict[str, Any], slots: Mapping[str, Any], channel: str | None, now: float
     ) -> BotUttered | None:
         draft = dict(response)
         name = draft.pop("response", None) or draft.pop("template", None)
         message: dict[str, Any] = {}
         if name:
-            rendered = self.renderer.render(name, conv.state.slots, channel, **draft)
+            rendered = self.renderer.render(name, slots, channel, **draft)
             if rendered is None:
                 return None
             message = {**rendered, "utter_action": name}

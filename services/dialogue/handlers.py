@@ -48,6 +48,7 @@ from schemas.topics import Topic
 from services.common.bus import Publication, RawMessage
 from services.common.clock import Clock
 from services.dialogue.engine import Conversation, DialogueEngine, PendingAction, TurnResult
+from services.dialogue.forms import with_provisional
 from services.dialogue.store.ports import Archive, HotStore
 from services.dialogue.store.rebuild import load_or_rebuild
 from services.dialogue.tracker import TrackerState, Verbosity, current_state, replay
@@ -234,17 +235,27 @@ class DialogueService:
         pending = snapshot.get("pending")
         # the pending request is this input's only if no later input has been stored since
         if pending and not record.complete and record.end == len(events):
-            out.append(Publication(Topic.ACTIONS, self._action_request(cid, events, snapshot)))
+            request = self._action_request(cid, events, snapshot, record.in_reply_to)
+            out.append(Publication(Topic.ACTIONS, request))
         return out
 
     def _action_request(
-        self, cid: str, events: Sequence[Event], snapshot: dict[str, Any]
+        self,
+        cid: str,
+        events: Sequence[Event],
+        snapshot: dict[str, Any],
+        in_reply_to: str | None,
     ) -> ActionRequest:
         pending = snapshot["pending"]
         state = TrackerState.from_json(snapshot["tracker"])
+        # a form's action sees the form's events so far (Rasa's temporary tracker)
+        provisional = parse_events(pending.get("provisional") or [])
+        state, events = with_provisional(state, events, provisional, self._defaults)
         return ActionRequest(
             conversation_id=cid,
             message_id=pending["request_id"],
+            # the user message the turn answers: its result, and the turn's outbound, carry it
+            correlation_id=in_reply_to,
             sent_at=self.clock.now(),
             next_action=pending["action"],
             tracker=current_state(cid, state, events, Verbosity.ALL),

@@ -2,12 +2,14 @@
 stories (`../shared/examples/rasa/moodbot/tests/test_stories.yml`) play turn by turn; every
 bot action of every story is predicted and run, the bot's messages reach `parley.outbound`
 with the turn marked complete, every event reaches `parley.events`, and the tracker in Redis
-equals its SQL archive."""
+equals its SQL archive. Formbot fills its form with its real `validate_restaurant_form` run by
+the actions worker (`parley worker actions`) over the same Kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from schemas.events import UserUttered
 from schemas.project.loader import load_project
 from schemas.project.stories import ActionStep, Story, UserStep
 from schemas.topics import Topic
+from services.actions.worker_cli import ActionsSettings, ActionsWorker
 from services.common.bus import Publication, Subscription
 from services.common.kafka_bus import KafkaBus
 from services.dialogue.store.settings import StoreSettings
@@ -164,3 +167,112 @@ def test_turn_helper_reads_story_steps(shared_dir: Path) -> None:
         ("mood_great", ["utter_happy"]),
     ]
     assert json.dumps([u.intent for u, _ in first])
+
+
+# -- formbot and the actions worker --------------------------------------------------------
+
+
+def said(conversation: str, intent: str, text: str | None = None, **entities: Any) -> Any:
+    now = datetime.now(UTC)
+    message_id = uuid.uuid4().hex
+    event = UserUttered(
+        timestamp=now.timestamp(),
+        text=text or intent,
+        input_channel="rest",
+        message_id=message_id,
+        parse_data={
+            "intent": {"name": intent, "confidence": 1.0},
+            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
+            "text": text or intent,
+        },
+    )
+    return ParsedUserMessage(
+        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
+    )
+
+
+@pytest.fixture
+async def formbot_workers(
+    shared_dir: Path,
+    unique_prefix: str,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> AsyncIterator[tuple[DialogueWorker, KafkaBus]]:
+    root = shared_dir / "examples" / "rasa" / "formbot"
+    project = load_project(root)
+    kafka = bus_settings("kafka", unique_prefix)
+    store = StoreSettings(redis_url=REDIS_URL, database_url=pg_url, key_prefix=unique_prefix)
+    settings = DialogueSettings(project=project.root, health_host="127.0.0.1", health_port=0)
+    dialogue = DialogueWorker(settings, store, KafkaBus(kafka), project)
+    actions_settings = ActionsSettings(
+        package=str(root / "actions"), http_enabled=False, health_host="127.0.0.1", health_port=0
+    )
+    saved_path = list(sys.path)
+    actions = ActionsWorker(actions_settings, KafkaBus(kafka))
+    probe = KafkaBus(kafka)
+    await actions.start()
+    await dialogue.start()
+    try:
+        yield dialogue, probe
+    finally:
+        await probe.stop()
+        await dialogue.stop()
+        await actions.stop()
+        sys.path[:] = saved_path
+        package = actions.registry.package
+        for name in [n for n in sys.modules if n.split(".")[0] == package]:
+            del sys.modules[name]
+
+
+async def test_formbot_fills_its_form_with_the_actions_worker(
+    formbot_workers: tuple[DialogueWorker, KafkaBus],
+) -> None:
+    dialogue, probe = formbot_workers
+    outbound = Turns()
+    probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
+    await probe.start()
+    conversation = "diner"
+    script: list[tuple[Any, list[str]]] = [
+        (said(conversation, "greet"), ["Hello! I am restaurant search assistant! How can I help?"]),
+        (said(conversation, "request_restaurant"), ["What cuisine?"]),
+        (
+            said(conversation, "inform", cuisine="klingon"),
+            ["Cuisine type is not in the database, please try again", "What cuisine?"],
+        ),
+        (said(conversation, "inform", cuisine="italian"), ["How many people?"]),
+        (said(conversation, "inform", number="2"), ["Do you want to sit outside?"]),
+        (said(conversation, "affirm"), ["Please provide additional preferences"]),
+        (said(conversation, "deny"), ["Please give your feedback on your experience so far"]),
+        (
+            said(conversation, "inform", "lovely"),
+            [
+                "All done!",
+                "I am going to run a restaurant search using the following parameters:\n"
+                " - cuisine: italian\n - num_people: 2\n - outdoor_seating: True\n"
+                " - preferences: no additional preferences\n - feedback: lovely",
+            ],
+        ),
+        (said(conversation, "thankyou"), ["You are welcome :)"]),
+    ]
+    for number, (message, expected) in enumerate(script, start=1):
+        await probe.publish(Topic.DIALOGUE, message)
+        await outbound.completed(conversation, number)
+        turn: list[str] = []
+        for out in reversed(outbound.by_conversation[conversation]):
+            if out.in_reply_to != message.message_id:
+                break
+            turn[:0] = [m.text or "" for m in out.messages]
+        assert turn == expected, f"turn {number} ({message.event.intent_name})"
+    stored = await dialogue.hot.load(conversation)
+    assert stored is not None
+    names = [e.get("name") for e in stored.events if e["event"] in ("action", "active_loop")]
+    assert names.count("restaurant_form") == 7 + 1  # its 7 runs and its activation
+    assert names[-6:] == [
+        None,
+        "utter_submit",
+        "utter_slots_values",
+        "action_listen",
+        "utter_noworries",
+        "action_listen",
+    ]
+    assert stored.snapshot["pending"] is None
+    assert await dialogue.archive.read(conversation) == stored.events
