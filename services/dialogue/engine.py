@@ -87,8 +87,15 @@ class Predictor(Protocol):
     """Chooses the next action (the policy ensemble)."""
 
     def predict(
-        self, events: Sequence[Event], state: TrackerState, domain: Domain
-    ) -> Prediction: ...
+        self,
+        events: Sequence[Event],
+        state: TrackerState,
+        domain: Domain,
+        initial: TrackerState | None = None,
+    ) -> Prediction:
+        """`events` may be the recent part of the conversation only: `initial` is then the
+        tracker before them, `state` the tracker after them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -146,9 +153,16 @@ class Conversation:
     """A conversation as loaded from the store."""
 
     conversation_id: str
-    events: list[Event]
-    state: TrackerState
+    events: list[Event]  # the recent events: those from seq `base_seq` on
+    state: TrackerState  # the whole conversation's state (the stored snapshot)
     pending: PendingAction | None = None
+    base_seq: int = 0
+    anchor: TrackerState | None = None  # the tracker before `events` when base_seq > 0
+
+    @property
+    def seq(self) -> int:
+        """How many events the conversation has (the seq of the next one)."""
+        return self.base_seq + len(self.events)
 
     @classmethod
     def new(cls, conversation_id: str, domain: Domain) -> Conversation:
@@ -260,9 +274,10 @@ class DialogueEngine:
         for index, event in enumerate(conv.events):
             if isinstance(event, ReminderScheduled) and event.name == name:
                 scheduled_at = index
-        if scheduled_at is None:
+        if scheduled_at is None and not conv.base_seq:
             return "its reminder event is not in the conversation"
-        after = conv.events[scheduled_at + 1 :]
+        # scheduled before the loaded window: judge by what the window holds
+        after = conv.events if scheduled_at is None else conv.events[scheduled_at + 1 :]
         if any(isinstance(e, Restarted) for e in after):
             return "the conversation was restarted after it was scheduled"
         if kill_on_user_msg and any(isinstance(e, UserUttered) for e in after):
@@ -314,7 +329,7 @@ class DialogueEngine:
     ) -> None:
         for count in range(self.settings.max_predictions + 1):
             if count == self.settings.max_predictions:
-                logger.warning("%d actions in one turn: listening", count)
+                logger.warning("%s: %d actions in one turn, listening", conv.conversation_id, count)
                 prediction = Prediction(ACTION_LISTEN, 1.0, None)
             else:
                 prediction = self._next(conv)
@@ -339,7 +354,7 @@ class DialogueEngine:
                     result.turn_complete = True
                     return
                 continue
-            key = f"{conv.conversation_id}\0{len(conv.events)}\0{name}".encode()
+            key = f"{conv.conversation_id}\0{conv.seq}\0{name}".encode()
             request_id = hashlib.sha256(key).hexdigest()[:40]
             conv.pending = PendingAction(request_id, name, prediction, now, channel)
             result.action_requests.append(conv.pending)
@@ -359,7 +374,7 @@ class DialogueEngine:
         """Record a form's step; True when it waits on a custom action (pending)."""
         match step:
             case Call():
-                parts = (conv.conversation_id, len(conv.events), prediction.action, step.action)
+                parts = (conv.conversation_id, conv.seq, prediction.action, step.action)
                 key = "\0".join(map(str, parts))
                 request_id = hashlib.sha256(key.encode()).hexdigest()[:40]
                 conv.pending = PendingAction(
@@ -426,7 +441,7 @@ class DialogueEngine:
         followup = conv.state.followup_action
         if followup and followup != ACTION_LISTEN and self.domain.is_known_action(followup):
             return Prediction(followup, 1.0, "FollowupAction")
-        return self.predictor.predict(conv.events, conv.state, self.domain)
+        return self.predictor.predict(conv.events, conv.state, self.domain, conv.anchor)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -450,7 +465,7 @@ class DialogueEngine:
         expiry_min = self.domain.session_config.session_expiration_time
         last = conv.state.latest_event_time
         expired = bool(expiry_min) and last is not None and now - last > expiry_min * 60
-        if conv.events and not expired:
+        if conv.seq and not expired:
             return
         ctx = ActionContext(conv.state, conv.events, self.domain, self.renderer, None, now)
         produced = run_local(ACTION_SESSION_START, ctx)

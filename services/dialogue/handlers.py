@@ -51,12 +51,22 @@ from services.dialogue.engine import Conversation, DialogueEngine, PendingAction
 from services.dialogue.forms import with_provisional
 from services.dialogue.store.ports import Archive, HotStore
 from services.dialogue.store.rebuild import load_or_rebuild
-from services.dialogue.tracker import TrackerState, Verbosity, current_state, replay
+from services.dialogue.tracker import (
+    TrackerState,
+    Verbosity,
+    apply,
+    current_state,
+    initial_state,
+    replay,
+)
 
 logger = logging.getLogger(__name__)
 
 RASA_VERSION = "3.6.21"  # what action servers are told (rasa-sdk checks it)
 REMEMBERED_INPUTS = 64
+# Events read per turn: between this and three times this (see `_load`). Action servers get
+# these events in the tracker, not the whole history.
+DEFAULT_WINDOW = 30
 
 DialogueMessage = ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand
 
@@ -82,7 +92,10 @@ class DialogueService:
         archive: Archive,
         clock: Clock,
         domain_dict: dict[str, Any],
+        *,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
+        self.window = window
         self.engine = engine
         self.hot = hot
         self.archive = archive
@@ -90,27 +103,65 @@ class DialogueService:
         self.domain_dict = domain_dict
         self._defaults = engine.slot_defaults
 
+    async def _load(
+        self, cid: str
+    ) -> tuple[int, int, dict[str, Any], list[Event], TrackerState | None]:
+        """(seq, base, snapshot, events from `base` on, the tracker before them).
+
+        A turn reads only the events after the snapshot's anchor (between `window` and
+        3 x `window` of them): the anchor is the tracker at that point, kept in the
+        snapshot and moved forward as the conversation grows, so a turn costs the same at
+        any history length and policies still see every slot set before. A conversation
+        without an anchor is read whole once; one missing from Redis is rebuilt whole.
+        """
+        head = await self.hot.load_snapshot(cid)
+        if head is not None:
+            anchor = head[1].get("anchor")
+            usable = anchor is not None and head[0] - anchor["seq"] <= 3 * self.window
+            base = int(anchor["seq"]) if usable and anchor else 0
+            stored = await self.hot.load(cid, base)
+            if stored is not None and stored.seq - base == len(stored.events):
+                state = TrackerState.from_json(anchor["tracker"]) if usable and anchor else None
+                return stored.seq, base, stored.snapshot, parse_events(stored.events), state
+        # not in the hot store (new, expired or lost): rebuilt from the archive, whole
+        rebuilt = await load_or_rebuild(self.hot, self.archive, cid, self._snapshot_of)
+        if rebuilt is None:
+            return 0, 0, {}, [], None
+        return rebuilt.seq, 0, rebuilt.snapshot, parse_events(rebuilt.events), None
+
+    def _anchor(self, conv: Conversation, snapshot: dict[str, Any]) -> dict[str, Any] | None:
+        """The anchor for the next turns: moved to `window` events back once the loaded
+        events exceed twice the window."""
+        if conv.seq - conv.base_seq <= 2 * self.window:
+            kept = snapshot.get("anchor")
+            return dict(kept) if isinstance(kept, dict) else None
+        target = conv.seq - self.window
+        state = conv.anchor or initial_state(self._defaults)
+        for index in range(target - conv.base_seq):
+            state = apply(state, conv.events[index], conv.events[:index], self._defaults)
+        return {"seq": target, "tracker": state.to_json()}
+
     async def handle(self, message: DialogueMessage) -> list[Publication]:
         cid = message.conversation_id
-        stored = await load_or_rebuild(self.hot, self.archive, cid, self._snapshot_of)
-        seq = 0 if stored is None else stored.seq
-        snapshot = {} if stored is None else stored.snapshot
-        events = [] if stored is None else parse_events(stored.events)
+        seq, base, snapshot, events, anchor = await self._load(cid)
         inputs: dict[str, Any] = dict(snapshot.get("inputs", {}))
         if message.message_id in inputs:
             record = InputRecord(**inputs[message.message_id])
             logger.info("input %s seen before: publishing its results again", message.message_id)
-            await self.archive.write(cid, record.start, self._dicts(events[record.start :]))
-            return self._publications(
-                cid, events, record, snapshot, events[record.start : record.end]
-            )
+            if record.start < base:  # older than the window: read its events back
+                events = parse_events(await self.hot.events(cid, record.start))
+                base = record.start
+            since = events[record.start - base :]
+            await self.archive.write(cid, record.start, self._dicts(since))
+            produced = since[: record.end - record.start]
+            return self._publications(cid, events, record, snapshot, produced, seq)
         if "tracker" in snapshot:
             state = TrackerState.from_json(snapshot["tracker"])
         else:
             state = replay(events, self._defaults)
         pending = snapshot.get("pending")
         conv = Conversation(
-            cid, events, state, PendingAction.from_json(pending) if pending else None
+            cid, events, state, PendingAction.from_json(pending) if pending else None, base, anchor
         )
         now = self.clock.now().timestamp()
         result, channel, reply_to = self._run(conv, message, now)
@@ -121,13 +172,16 @@ class DialogueService:
             for key in list(inputs)[: len(inputs) - REMEMBERED_INPUTS]:
                 del inputs[key]
         new_snapshot = {
+            "anchor": self._anchor(conv, snapshot),
             "tracker": conv.state.to_json(),
             "pending": conv.pending.to_json() if conv.pending else None,
             "inputs": inputs,
         }
         await self.hot.append(cid, seq, new, new_snapshot)
         await self.archive.write(cid, seq, new)
-        return self._publications(cid, conv.events, record, new_snapshot, result.new_events)
+        return self._publications(
+            cid, conv.events, record, new_snapshot, result.new_events, conv.seq
+        )
 
     def _run(
         self, conv: Conversation, message: DialogueMessage, now: float
@@ -180,6 +234,7 @@ class DialogueService:
         record: InputRecord,
         snapshot: dict[str, Any],
         new_events: Sequence[Event],
+        seq: int,
     ) -> list[Publication]:
         now = self.clock.now()
         out: list[Publication] = []
@@ -234,7 +289,7 @@ class DialogueService:
                 )
         pending = snapshot.get("pending")
         # the pending request is this input's only if no later input has been stored since
-        if pending and not record.complete and record.end == len(events):
+        if pending and not record.complete and record.end == seq:
             request = self._action_request(cid, events, snapshot, record.in_reply_to)
             out.append(Publication(Topic.ACTIONS, request))
         return out

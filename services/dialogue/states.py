@@ -15,7 +15,14 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from schemas.events import ActionExecuted, AllSlotsReset, Event, SlotSet
+from schemas.events import (
+    ActionExecuted,
+    AllSlotsReset,
+    Event,
+    Restarted,
+    SessionStarted,
+    SlotSet,
+)
 from schemas.project.domain import DEFAULT_INTENTS, Domain, Slot
 from services.dialogue.tracker import (
     ACTION_LISTEN,
@@ -214,15 +221,25 @@ def states_for(
     omit_unset_slots: bool = False,
     ignore_rule_only_turns: bool = False,
     rule_only: RuleOnlyData | None = None,
+    initial: TrackerState | None = None,
 ) -> list[State]:
     """One state before each applied ``ActionExecuted`` and one at the end (``past_states``).
 
     With ``ignore_rule_only_turns`` (what ML policies ask for at prediction time), turns that a
     rule hid (``hide_rule_turn``) are skipped and ``rule_only`` slots and loops left out.
+    ``initial`` is the tracker before ``events`` when they are the recent part of a longer
+    conversation (its slots count); a restart or session start among them cuts it off.
     """
+    applied = applied_events(events)
+    if initial is not None and _cuts_history(events):
+        initial = None
     return _states_over(
-        applied_events(events), domain, omit_unset_slots, ignore_rule_only_turns, rule_only
+        applied, domain, omit_unset_slots, ignore_rule_only_turns, rule_only, initial
     )
+
+
+def _cuts_history(events: Sequence[Event]) -> bool:
+    return any(isinstance(e, Restarted | SessionStarted) for e in events)
 
 
 def _states_over(
@@ -231,10 +248,11 @@ def _states_over(
     omit_unset_slots: bool,
     ignore_rule_only_turns: bool,
     rule_only: RuleOnlyData | None,
+    initial: TrackerState | None = None,
 ) -> list[State]:
     defaults = slot_defaults(domain)
-    tracker = initial_state(defaults)
-    was_set: set[str] = set()
+    tracker = initial if initial is not None else initial_state(defaults)
+    was_set: set[str] = {k for k, v in tracker.slots.items() if v != defaults.get(k)}
     allowed: dict[str | None, frozenset[str] | None] = {}
     states: list[State] = []
     last_ml_action: tuple[str | None, str | None] = (None, None)
@@ -377,10 +395,15 @@ def prediction_states(
     use_text_for_last_user_input: bool = False,
     ignore_rule_only_turns: bool = True,
     rule_only: RuleOnlyData | None = None,
+    initial: TrackerState | None = None,
 ) -> list[State]:
     """What a max-history policy looks at to predict the next action."""
     states = states_for(
-        events, domain, ignore_rule_only_turns=ignore_rule_only_turns, rule_only=rule_only
+        events,
+        domain,
+        ignore_rule_only_turns=ignore_rule_only_turns,
+        rule_only=rule_only,
+        initial=initial,
     )
     states = [s for s in states if s.action_name != ACTION_UNLIKELY_INTENT]
     return choose_last_user_input(slice_states(states, max_history), use_text_for_last_user_input)

@@ -49,6 +49,9 @@ class DialogueSettings(BaseSettings):
     max_predictions: int = Field(default=10, ge=1)
     failure_response: str | None = "utter_default"
     seed: int | None = None
+    # Events a turn reads beyond the snapshot's anchor (30 to 90): enough for rules and
+    # max_history; the anchor carries the state of everything before.
+    window: int = Field(default=30, ge=8)
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8083, ge=0)
 
@@ -88,7 +91,12 @@ class DialogueWorker:
             rng=random.Random(settings.seed),
         )
         self.service = DialogueService(
-            engine, self.hot, self.archive, SystemClock(), domain_as_dict(project.domain)
+            engine,
+            self.hot,
+            self.archive,
+            SystemClock(),
+            domain_as_dict(project.domain),
+            window=settings.window,
         )
         self.health = HealthServer(settings.health_host, settings.health_port)
         self.consuming = False

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from schemas.events import Event
 from schemas.project.domain import Domain
 from services.dialogue.states import RuleOnlyData
+from services.dialogue.tracker import TrackerState
 from services.dialogue.training_data import TrainingTracker
 
 __all__ = [
@@ -104,9 +105,17 @@ class Policy(Protocol):
         ...
 
     def predict(
-        self, events: Sequence[Event], domain: Domain, *, rule_only: RuleOnlyData | None = None
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        *,
+        rule_only: RuleOnlyData | None = None,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
     ) -> PolicyPrediction:
-        """The next action after ``events``; ``rule_only`` comes from the rule policy."""
+        """The next action after ``events``; ``rule_only`` comes from the rule policy;
+        ``state``, when given, is the tracker after ``events`` (saves replaying them);
+        ``initial`` the tracker before them, when they are only the recent events."""
         ...
 
     def to_json(self) -> dict[str, Any]:

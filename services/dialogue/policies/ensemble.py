@@ -172,16 +172,32 @@ class PolicyEnsemble:
         for policy in self.policies:
             policy.train(policy.supported_data.trackers(trackers), domain)
 
-    def predictions(self, events: Sequence[Event], domain: Domain) -> list[PolicyPrediction]:
+    def predictions(
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
+    ) -> list[PolicyPrediction]:
         """Every policy's own prediction, in the order the policies are listed."""
         rule_only = self.rule_only_data
-        return [p.predict(events, domain, rule_only=rule_only) for p in self.policies]
+        return [
+            p.predict(events, domain, rule_only=rule_only, state=state, initial=initial)
+            for p in self.policies
+        ]
 
     def predict(
-        self, events: Sequence[Event], domain: Domain, *, state: TrackerState | None = None
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        *,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
     ) -> PolicyPrediction:
         """The winning prediction, carrying the events to apply before its action."""
-        predictions = exclude_rejected_action(events, self.predictions(events, domain))
+        predictions = exclude_rejected_action(
+            events, self.predictions(events, domain, state, initial)
+        )
         best_index = best_prediction_index(predictions)
         best = predictions[best_index]
         chosen: list[Event] = [e for p in predictions for e in p.events]
@@ -232,8 +248,14 @@ class EnsemblePredictor:
     def __init__(self, ensemble: PolicyEnsemble) -> None:
         self.ensemble = ensemble
 
-    def predict(self, events: Sequence[Event], state: TrackerState, domain: Domain) -> Prediction:
-        best = self.ensemble.predict(events, domain, state=state)
+    def predict(
+        self,
+        events: Sequence[Event],
+        state: TrackerState,
+        domain: Domain,
+        initial: TrackerState | None = None,
+    ) -> Prediction:
+        best = self.ensemble.predict(events, domain, state=state, initial=initial)
         action = best.action
         if action is None:
             # No action has any confidence: Rasa's argmax falls on action_listen.

@@ -33,7 +33,7 @@ from services.dialogue.states import (
     prediction_states,
     training_examples,
 )
-from services.dialogue.tracker import ACTION_LISTEN, applied_events
+from services.dialogue.tracker import ACTION_LISTEN, TrackerState, applied_events
 from services.dialogue.training_data import TrainingTracker
 
 __all__ = ["LOOKUP_VERSION", "AugmentedMemoizationPolicy", "MemoizationPolicy"]
@@ -99,10 +99,16 @@ class MemoizationPolicy:
         logger.debug("%s memorized %d examples", self.name, len(lookup))
 
     def predict(
-        self, events: Sequence[Event], domain: Domain, *, rule_only: RuleOnlyData | None = None
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        *,
+        rule_only: RuleOnlyData | None = None,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
     ) -> PolicyPrediction:
         """The remembered next action with confidence 1.0, or an abstention."""
-        states = self._states(events, domain, rule_only)
+        states = self._states(events, domain, rule_only, initial)
         action = self.recall(states, events, domain, rule_only)
         if action is None:
             return PolicyPrediction.abstain(self.name, self.priority)
@@ -122,7 +128,11 @@ class MemoizationPolicy:
         return self._lookup.get(feature_key(states)) if states else None
 
     def _states(
-        self, events: Sequence[Event], domain: Domain, rule_only: RuleOnlyData | None
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        rule_only: RuleOnlyData | None,
+        initial: TrackerState | None = None,
     ) -> list[State]:
         return prediction_states(
             events,
@@ -130,6 +140,7 @@ class MemoizationPolicy:
             self.max_history,
             ignore_rule_only_turns=self.supported_data is SupportedData.ML_DATA,
             rule_only=rule_only,
+            initial=initial,
         )
 
     def _score(self, events: Sequence[Event]) -> float:

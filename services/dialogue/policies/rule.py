@@ -386,17 +386,28 @@ class RulePolicy:
     # -- prediction -----------------------------------------------------------------------
 
     def predict(
-        self, events: Sequence[Event], domain: Domain, *, rule_only: RuleOnlyData | None = None
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        *,
+        rule_only: RuleOnlyData | None = None,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
     ) -> PolicyPrediction:
-        """The next action after ``events`` (``rule_only`` is ignored: rules see everything)."""
-        return self._predict(events, domain)[0]
+        """The next action after ``events`` (``rule_only`` is ignored: rules see everything;
+        ``state`` is the tracker after ``events`` when the caller has it)."""
+        return self._predict(events, domain, state, initial)[0]
 
     def _predict(
-        self, events: Sequence[Event], domain: Domain
+        self,
+        events: Sequence[Event],
+        domain: Domain,
+        state: TrackerState | None = None,
+        initial: TrackerState | None = None,
     ) -> tuple[PolicyPrediction, str | None]:
-        tracker = replay(events, slot_defaults(domain))
+        tracker = state if state is not None else replay(events, slot_defaults(domain))
         # Rules see every turn, hidden ones and action_unlikely_intent included.
-        states = states_for(events, domain)
+        states = states_for(events, domain, initial=initial)
         by_text = self._find_from_rules(tracker, states, use_text=True)
         default = _default_action(tracker)
         if default is not None and by_text.action is None:

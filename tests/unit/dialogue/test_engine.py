@@ -49,7 +49,13 @@ class Script:
         self.table = table
         self.calls = 0
 
-    def predict(self, events: Sequence[Event], state: TrackerState, domain: Domain) -> Prediction:
+    def predict(
+        self,
+        events: Sequence[Event],
+        state: TrackerState,
+        domain: Domain,
+        initial: TrackerState | None = None,
+    ) -> Prediction:
         self.calls += 1
         if events and events[-1].event == "action_execution_rejected":
             # the ensemble excludes a rejected action (Rasa's ensemble does the same)

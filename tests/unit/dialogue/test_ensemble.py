@@ -104,7 +104,15 @@ class Fixed:
     def train(self, trackers: Any, domain: Any) -> None:
         pass
 
-    def predict(self, events: Any, domain: Any, *, rule_only: Any = None) -> PolicyPrediction:
+    def predict(
+        self,
+        events: Any,
+        domain: Any,
+        *,
+        rule_only: Any = None,
+        state: Any = None,
+        initial: Any = None,
+    ) -> PolicyPrediction:
         return self.prediction
 
     def to_json(self) -> dict[str, Any]:

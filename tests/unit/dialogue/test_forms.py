@@ -453,7 +453,13 @@ forms:
 class FormScript:
     """The form while it is active (and not just rejected), `utter_done` after it ends."""
 
-    def predict(self, events: Sequence[Event], state: TrackerState, domain: Domain) -> Prediction:
+    def predict(
+        self,
+        events: Sequence[Event],
+        state: TrackerState,
+        domain: Domain,
+        initial: TrackerState | None = None,
+    ) -> Prediction:
         last = state.latest_action_name
         if events and events[-1].to_dict()["event"] == "action_execution_rejected":
             return Prediction("utter_sorry", 1.0, "Script")

@@ -28,7 +28,7 @@ from services.dialogue.store.memory_store import MemoryHotStore
 from services.dialogue.store.migrate import migrate
 from services.dialogue.store.ports import VersionConflict
 from services.dialogue.store.sql_archive import SqlArchive
-from services.dialogue.tracker import TrackerState
+from services.dialogue.tracker import TrackerState, replay
 from tests.support.clock import FakeClock
 
 DOMAIN = """version: "3.1"
@@ -44,7 +44,13 @@ class Table:
     def __init__(self, table: dict[str, str]) -> None:
         self.table = table
 
-    def predict(self, events: Sequence[Event], state: TrackerState, domain: Domain) -> Prediction:
+    def predict(
+        self,
+        events: Sequence[Event],
+        state: TrackerState,
+        domain: Domain,
+        initial: TrackerState | None = None,
+    ) -> Prediction:
         last = state.latest_action_name
         key = (
             (state.latest_message or {}).get("intent", {}).get("name")
@@ -193,3 +199,62 @@ async def test_a_concurrent_writer_makes_the_append_conflict(
     hot.append = racing  # type: ignore[method-assign,assignment]
     with pytest.raises(VersionConflict):
         await service.handle(said("greet", "m2"))
+
+
+async def test_only_a_window_of_recent_events_is_read(
+    domain: Domain, hot: MemoryHotStore, archive: SqlArchive
+) -> None:
+    table = {"greet": "utter_greet", "order": "action_order", "action_order": "utter_greet"}
+    engine = DialogueEngine(domain, Table(table), rng=random.Random(0))
+    small = DialogueService(engine, hot, archive, FakeClock(), {}, window=6)
+    first: dict[int, list[Publication]] = {}
+    for i in range(5):
+        first[i] = await small.handle(said("greet", f"m{i}"))
+    assert hot.data["alice"].seq == 3 + 4 * 5
+    loads: list[int] = []
+    original = hot.load
+
+    async def counting(cid: str, start: int = 0) -> Any:
+        loads.append(start)
+        return await original(cid, start)
+
+    hot.load = counting  # type: ignore[method-assign,assignment]
+    pubs = await small.handle(said("greet", "m5"))
+    assert loads == [23 - 6]  # the last 6 events, not the 23
+    assert on(Topic.OUTBOUND, pubs)[0].messages[0].text == "Hello!"
+    assert hot.data["alice"].seq == 27
+    # a redelivered old input is still answered the same, from events outside the window
+    again = await small.handle(said("greet", "m1"))
+    assert on(Topic.OUTBOUND, again) == on(Topic.OUTBOUND, first[1])
+    assert on(Topic.EVENTS, again) == on(Topic.EVENTS, first[1])
+    assert hot.data["alice"].seq == 27
+
+
+def test_states_of_recent_events_from_an_anchor_equal_the_whole_history(tmp_path: Path) -> None:
+    from schemas.events import ActionExecuted
+    from services.dialogue.states import states_for
+    from services.dialogue.tracker import slot_defaults
+
+    (tmp_path / "domain.yml").write_text(
+        'version: "3.1"\nintents: [greet]\nslots:\n  vip:\n    type: bool\n'
+        "    mappings: [{type: custom}]\nresponses:\n  utter_greet:\n  - text: hi\n"
+    )
+    (tmp_path / "config.yml").write_text("language: en\n")
+    domain = load_project(tmp_path).domain
+    events: list[Event] = [
+        ActionExecuted(timestamp=0.0, name="action_listen"),
+        SlotSet(timestamp=0.0, name="vip", value=True),
+    ]
+    for i in range(30):
+        events += [
+            ActionExecuted(timestamp=float(i), name="action_listen"),
+            UserUttered(timestamp=float(i), text="hi", parse_data={"intent": {"name": "greet"}}),
+            ActionExecuted(timestamp=float(i), name="utter_greet"),
+        ]
+    whole = states_for(events, domain)
+    cut = 50
+    anchor = replay(events[:cut], slot_defaults(domain))
+    recent = states_for(events[cut:], domain, initial=anchor)
+    assert recent[-3:] == whole[-3:]
+    assert recent[-1].to_dict()["slots"] == {"vip": (1.0, 1.0)}
+    assert states_for(events[cut:], domain)[-1].to_dict().get("slots") != {"vip": (1.0, 1.0)}
