@@ -447,7 +447,7 @@ class DialogueEngine:
 
     def _record(self, conv: Conversation, result: TurnResult, events: Sequence[Event]) -> None:
         for event in events:
-            conv.state = apply(conv.state, event, conv.events, self._defaults)
+            conv.state = apply(conv.state, event, conv.events, self._defaults, conv.anchor)
             conv.events.append(event)
             result.new_events.append(event)
 

@@ -204,14 +204,18 @@ def apply(
     event: Event,
     history: Sequence[Event],
     slot_defaults: Mapping[str, Any],
+    initial: TrackerState | None = None,
 ) -> TrackerState:
-    """The state after ``event``; ``history`` is every event before it.
+    """The state after ``event``; ``history`` is every event before it — or, with
+    ``initial``, the recent events after the point whose state ``initial`` is.
 
     Only ``rewind`` and ``undo`` read ``history``: like Rasa they reset the tracker and
-    replay the events that still apply.
+    replay the events that still apply (from ``initial`` unless a restart or session start
+    among them cuts it off).
     """
     if isinstance(event, UserUtteranceReverted | ActionReverted):
-        after = _reset(state, slot_defaults)
+        cut = any(isinstance(e, Restarted | SessionStarted) for e in history)
+        after = initial if initial is not None and not cut else _reset(state, slot_defaults)
         for applied in applied_events([*history, event]):
             after = _step(after, applied, slot_defaults, log=False)
         # Rasa reads the channel off every logged event, reverted ones included.

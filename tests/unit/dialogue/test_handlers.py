@@ -258,3 +258,27 @@ def test_states_of_recent_events_from_an_anchor_equal_the_whole_history(tmp_path
     assert recent[-3:] == whole[-3:]
     assert recent[-1].to_dict()["slots"] == {"vip": (1.0, 1.0)}
     assert states_for(events[cut:], domain)[-1].to_dict().get("slots") != {"vip": (1.0, 1.0)}
+
+
+def test_a_rewind_in_recent_events_replays_from_the_anchor(tmp_path: Path) -> None:
+    from schemas.events import ActionExecuted, UserUtteranceReverted
+    from services.dialogue.tracker import apply, slot_defaults
+
+    (tmp_path / "domain.yml").write_text(
+        'version: "3.1"\nintents: [greet]\nslots:\n  vip:\n    type: bool\n'
+        "    mappings: [{type: custom}]\n"
+    )
+    (tmp_path / "config.yml").write_text("language: en\n")
+    defaults = slot_defaults(load_project(tmp_path).domain)
+    events: list[Event] = [
+        SlotSet(timestamp=0.0, name="vip", value=True),
+        ActionExecuted(timestamp=1.0, name="action_listen"),
+        UserUttered(timestamp=2.0, text="hi", parse_data={"intent": {"name": "greet"}}),
+    ]
+    whole = apply(replay(events, defaults), UserUtteranceReverted(timestamp=3.0), events, defaults)
+    anchor = replay(events[:1], defaults)
+    recent = events[1:]
+    state = replay(events, defaults)
+    windowed = apply(state, UserUtteranceReverted(timestamp=3.0), recent, defaults, anchor)
+    assert windowed.slots == whole.slots == {**defaults, "vip": True}
+    assert windowed.latest_message == whole.latest_message
