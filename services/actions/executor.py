@@ -155,8 +155,8 @@ class ActionRunner:
             logger.exception("action '%s' raised", name)
             return Outcome(name, "failed", error=f"{type(exc).__name__}: {exc}")
         try:
-            raw_events, events = _events(returned)
-            responses = _responses(dispatcher.messages)
+            raw_events, events = check_events(returned)
+            responses = check_responses(dispatcher.messages)
         except ValueError as exc:
             logger.error("action '%s' returned garbage: %s", name, exc)
             return Outcome(name, "failed", error=f"action '{name}' returned {exc}")
@@ -228,7 +228,8 @@ def _tracker(call: Mapping[str, Any]) -> Tracker:
         raise MalformedRequest(f"unusable tracker: {type(exc).__name__}: {exc}") from exc
 
 
-def _events(returned: Any) -> tuple[list[dict[str, Any]], list[AnyEvent]]:
+def check_events(returned: Any) -> tuple[list[dict[str, Any]], list[AnyEvent]]:
+    """The events an action returned, as JSON dicts and parsed; `ValueError` for garbage."""
     if returned is None:
         return [], []
     if not isinstance(returned, list | tuple):
@@ -243,7 +244,8 @@ def _events(returned: Any) -> tuple[list[dict[str, Any]], list[AnyEvent]]:
     return kept, events
 
 
-def _responses(messages: Any) -> list[dict[str, Any]]:
+def check_responses(messages: Any) -> list[dict[str, Any]]:
+    """The dispatcher's messages as JSON objects (`template` copied to `response`)."""
     responses = _json_copy(list(messages), "responses")
     for index, message in enumerate(responses):
         if not isinstance(message, dict):

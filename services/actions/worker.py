@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from schemas.envelopes import ActionRequest, ActionResult
 from schemas.topics import Topic
-from services.actions.executor import ActionRunner
+from services.actions.executor import Outcome
 from services.common.bus import Publication
 from services.common.clock import Clock
 
@@ -29,10 +31,17 @@ def result_message_id(request_id: str) -> str:
     return uuid.uuid5(_RESULT_IDS, request_id).hex
 
 
+class Runner(Protocol):
+    """Runs one action call: in process (`ActionRunner`) or on a remote action server
+    (`RemoteActionRunner`)."""
+
+    async def run(self, call: Mapping[str, Any]) -> Outcome: ...
+
+
 class ActionsService:
     """Runs requested actions and answers with their results."""
 
-    def __init__(self, runner: ActionRunner, clock: Clock) -> None:
+    def __init__(self, runner: Runner, clock: Clock) -> None:
         self.runner = runner
         self.clock = clock
 
