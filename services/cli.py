@@ -14,12 +14,14 @@ from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
 from services.dialogue.store.db_cli import add_db_command
+from services.dialogue.test_stories_cli import add_test_stories
 from services.dialogue.visualize_cli import add_visualize_command
 from services.dialogue.worker_cli import add_worker_dialogue
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
 from services.scheduler.worker_cli import add_worker_scheduler
+from services.story_backends import in_process_backends
 from services.train_cli import add_train_command
 from services.validate_cli import add_validate_command
 
@@ -102,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_command(commands)
     add_export_command(commands)
     add_train_command(commands)
-    add_test_command(commands)
+    test_targets = add_test_command(commands)
+    add_test_stories(test_targets, in_process_backends())
     worker = commands.add_parser("worker", help="run one of Parley's services")
     workers = worker.add_subparsers(dest="worker", metavar="SERVICE", required=True)
     add_worker_nlu(workers)

@@ -322,6 +322,13 @@ class DialogueEngine:
         self._predict_and_run(conv, result, now, pending.channel)
         return result
 
+    def resume(self, conv: Conversation, now: float, channel: str | None = None) -> TurnResult:
+        """Predict and run actions from the conversation as it stands: after events recorded
+        outside a turn (`parley test stories` applies a story's own loop events this way)."""
+        result = TurnResult()
+        self._predict_and_run(conv, result, now, channel)
+        return result
+
     # -- the loop -------------------------------------------------------------------------
 
     def _predict_and_run(

@@ -1,6 +1,7 @@
 """`parley worker dialogue`: the dialogue worker process (composition root).
 
-It reads the bot project (domain, stories, rules, config), builds the policy ensemble,
+It reads the bot project (domain, stories, rules, config), loads the policy ensemble from the
+model archive (`--model` / `PARLEY_DIALOGUE_MODEL`; trained at start when none is given),
 opens the tracker store (Redis + SQL archive, migrated at start), subscribes to
 `parley.dialogue`, and serves `/health/live` and `/health/ready`. Settings: `PARLEY_DIALOGUE_*`
 (this module) and `PARLEY_STORE_*` / `REDIS_URL` / `DATABASE_URL` (the store).
@@ -45,6 +46,7 @@ class DialogueSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_DIALOGUE_", extra="ignore", frozen=True)
 
     project: Path = Path(".")
+    model: Path | None = None  # an archive, or a models folder (its newest archive)
     concurrency: int = Field(default=8, ge=1)
     max_predictions: int = Field(default=10, ge=1)
     failure_response: str | None = "utter_default"
@@ -56,14 +58,15 @@ class DialogueSettings(BaseSettings):
     health_port: int = Field(default=8083, ge=0)
 
 
-def build_predictor(project: Project) -> Predictor:
-    """The policy ensemble `config.yml` configures, trained on the project's stories and rules."""
-    from services.dialogue.policies.ensemble import PolicyEnsemble
-    from services.dialogue.training_data import training_trackers
+def build_predictor(project: Project, model: Path | None = None) -> Predictor:
+    """The trained policy ensemble of the archive `model` (an archive or a models folder), or,
+    without one, the ensemble `config.yml` configures trained on the project's stories and
+    rules. `ArchiveError` (a `ValueError`) when the archive has no policies."""
+    from services.dialogue.model import load_ensemble, train_core
 
-    ensemble = PolicyEnsemble.from_config(project.config)
-    ensemble.train(training_trackers(project), project.domain)
-    return ensemble.as_predictor()
+    if model is not None:
+        return load_ensemble(model, project).as_predictor()
+    return train_core(project).ensemble.as_predictor()
 
 
 class DialogueWorker:
@@ -86,7 +89,7 @@ class DialogueWorker:
         self.archive = SqlArchive(self.database_url)
         engine = DialogueEngine(
             project.domain,
-            build_predictor(project),
+            build_predictor(project, settings.model),
             settings=EngineSettings(settings.max_predictions, settings.failure_response),
             rng=random.Random(settings.seed),
         )
@@ -137,12 +140,22 @@ def add_worker_dialogue(workers: argparse._SubParsersAction[argparse.ArgumentPar
         help="consume parley.dialogue: trackers, policies, responses, actions",
     )
     parser.add_argument("--project", type=Path, help="the bot project folder")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="model archive, or models folder (its newest archive), holding the trained "
+        "policies (default: train them from the project at start)",
+    )
     parser.add_argument("--health-port", type=int, help="port of /health/live and /health/ready")
     parser.set_defaults(func=run_worker_dialogue)
 
 
 def run_worker_dialogue(args: argparse.Namespace, bus_settings: BusSettings) -> int:
-    overrides = {"project": args.project, "health_port": args.health_port}
+    overrides = {
+        "project": args.project,
+        "model": getattr(args, "model", None),
+        "health_port": args.health_port,
+    }
     settings = DialogueSettings(**{k: v for k, v in overrides.items() if v is not None})
     try:
         project = load_project(settings.project)

@@ -10,10 +10,14 @@ Members (a tar.gz anyone can open):
   `nlu/tokenizer.json` (the encoder's tokenizer, for the `tokenizers` library),
   `nlu/labels.json` (intents and entity BIO labels in output order), `nlu/rules.json` (what
   the parse needs besides the model: the pipeline, regexes, lookup tables, synonyms, the
-  domain's intents; see `parse_data.nlu_rules`).
+  domain's intents; see `parse_data.nlu_rules`);
+- `core/ensemble.json` (the trained policy ensemble, `PolicyEnsemble.to_json()`), with a
+  `core` section in `metadata.json`: its `fingerprint` (stories, rules, domain, policies), the
+  number of training trackers and the policies. Optional: NLU-only archives still load.
 
-The dialogue part joins this archive with the dialogue issue. Reading an archive needs no
-torch: serving uses onnxruntime or Triton, and `tokenizers`.
+Reading an archive needs no torch: serving uses onnxruntime or Triton, and `tokenizers`.
+Finding archives (`archives`, `latest_archive`, `resolve_model`, `find_by_fingerprint`) lives
+in `services/common/model_archive.py`, shared with the dialogue service.
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ from typing import Any, Literal
 
 from schemas.project.config import Config
 from schemas.project.nlu import NluData
+from services.common.model_archive import ArchiveError as ArchiveError
+from services.common.model_archive import archives as archives
+from services.common.model_archive import find_by_fingerprint as find_by_fingerprint
+from services.common.model_archive import latest_archive as latest_archive
+from services.common.model_archive import resolve_model as resolve_model
 
 FORMAT = "parley-model/1"
 Precision = Literal["int8", "fp32"]
 INT8_MEMBER = "nlu/model.int8.onnx"
+ENSEMBLE_MEMBER = "core/ensemble.json"
 FINGERPRINT_VERSION = 1
 _MEMBERS = (
     "metadata.json",
@@ -42,10 +52,6 @@ _MEMBERS = (
     "nlu/labels.json",
     "nlu/rules.json",
 )
-
-
-class ArchiveError(ValueError):
-    """A file that is not a readable Parley model archive, with the reason."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,25 @@ class NluModel:
 
 
 @dataclass(frozen=True)
+class CoreModel:
+    """The dialogue part of an archive: the trained ensemble's JSON and its metadata."""
+
+    ensemble: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.metadata.get("fingerprint", ""))
+
+
+@dataclass(frozen=True)
 class ModelArchive:
     """A model archive read into memory."""
 
     path: Path
     metadata: dict[str, Any]
     nlu: NluModel
+    core: CoreModel | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ModelArchive:
@@ -95,7 +114,7 @@ class ModelArchive:
                 if missing:
                     raise ArchiveError(f"{path}: not a Parley model archive (lacks {missing})")
                 data = {}
-                for name in (*_MEMBERS, INT8_MEMBER):
+                for name in (*_MEMBERS, INT8_MEMBER, ENSEMBLE_MEMBER):
                     if name not in members:
                         continue
                     handle = tar.extractfile(members[name])
@@ -123,11 +142,18 @@ class ModelArchive:
                 rules=dict(json.loads(data["nlu/rules.json"])),
                 onnx_int8=data.get(INT8_MEMBER),
             )
+            core = None
+            if ENSEMBLE_MEMBER in data:
+                ensemble = json.loads(data[ENSEMBLE_MEMBER])
+                core_meta = metadata.get("core") or {}
+                if not isinstance(ensemble, dict) or not isinstance(core_meta, dict):
+                    raise ArchiveError(f"{path}: malformed {ENSEMBLE_MEMBER} or core metadata")
+                core = CoreModel(ensemble, core_meta)
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, ArchiveError):
                 raise
             raise ArchiveError(f"{path}: malformed archive metadata: {exc!r}") from exc
-        return cls(path, metadata, nlu)
+        return cls(path, metadata, nlu, core)
 
     @property
     def name(self) -> str:
@@ -144,8 +170,12 @@ def write_archive(
     labels: Mapping[str, Iterable[str]],
     rules: Mapping[str, Any],
     onnx_int8: bytes | None = None,
+    core_ensemble: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `<models_dir>/<YYYYmmdd-HHMMSS>.tar.gz` atomically and return its path."""
+    """Write `<models_dir>/<YYYYmmdd-HHMMSS>.tar.gz` atomically and return its path.
+
+    `core_ensemble` (the trained ensemble's JSON) becomes `core/ensemble.json`; its metadata
+    goes in `metadata["core"]`."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = created_at.strftime("%Y%m%d-%H%M%S")
@@ -164,6 +194,8 @@ def write_archive(
     }
     if onnx_int8 is not None:
         files[INT8_MEMBER] = onnx_int8
+    if core_ensemble is not None:
+        files[ENSEMBLE_MEMBER] = json.dumps(core_ensemble, ensure_ascii=False).encode()
     partial = path.with_name(f".{path.name}.partial")
     with tarfile.open(partial, "w:gz") as tar:
         for name, content in files.items():
@@ -173,43 +205,6 @@ def write_archive(
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(content))
     partial.rename(path)
-    return path
-
-
-def archives(models_dir: str | Path) -> list[Path]:
-    """The archives in `models_dir`, oldest first (names are timestamps, `-N` for the N-th
-    archive written in the same second)."""
-    directory = Path(models_dir)
-    if not directory.is_dir():
-        return []
-    found = [p for p in directory.glob("*.tar.gz") if not p.name.startswith(".")]
-    return sorted(found, key=_archive_order)
-
-
-def _archive_order(path: Path) -> tuple[str, int, str]:
-    stem = path.name.removesuffix(".tar.gz")
-    base, _, count = stem.rpartition("-")
-    if stem.count("-") >= 2 and count.isdigit():
-        return base, int(count), stem
-    return stem, 1, stem
-
-
-def latest_archive(models_dir: str | Path) -> Path | None:
-    """The newest archive in `models_dir`, or None."""
-    found = archives(models_dir)
-    return found[-1] if found else None
-
-
-def resolve_model(model: str | Path) -> Path:
-    """An archive path, or the newest archive of a directory; ArchiveError if there is none."""
-    path = Path(model)
-    if path.is_dir():
-        newest = latest_archive(path)
-        if newest is None:
-            raise ArchiveError(f"{path}: no model archive (*.tar.gz); train one: parley train")
-        return newest
-    if not path.is_file():
-        raise ArchiveError(f"{path}: no such model archive")
     return path
 
 
@@ -254,17 +249,3 @@ def _encoder_digest(directory: Path) -> str:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
     return digest.hexdigest()
-
-
-def find_by_fingerprint(models_dir: str | Path, fingerprint: str) -> Path | None:
-    """The newest readable archive trained on data with this fingerprint, or None."""
-    for path in reversed(archives(models_dir)):
-        try:
-            with tarfile.open(path, "r:gz") as tar:
-                handle = tar.extractfile("metadata.json")
-                meta = json.loads(handle.read()) if handle else {}
-        except (OSError, tarfile.TarError, KeyError, ValueError, EOFError):
-            continue
-        if meta.get("nlu", {}).get("fingerprint") == fingerprint:
-            return path
-    return None

@@ -82,7 +82,8 @@ def evaluate_archive(
     return report
 
 
-def add_test_command(commands: Any) -> None:
+def add_test_command(commands: Any) -> Any:
+    """Register `parley test nlu`; returns the `test` command's subparsers (for more targets)."""
     parser = commands.add_parser("test", help="score a trained model")
     targets = parser.add_subparsers(dest="test_target", metavar="TARGET", required=True)
     nlu = targets.add_parser(
@@ -108,6 +109,7 @@ def add_test_command(commands: Any) -> None:
         help="score the archive's int8 model (what CPU serving uses) or its fp32 one",
     )
     nlu.set_defaults(func=run_test_nlu)
+    return targets
 
 
 def run_test_nlu(args: argparse.Namespace, settings: object) -> int:

@@ -52,8 +52,10 @@ class TrainedNlu:
         fingerprint: str,
         rules: Mapping[str, Any],
         metadata: Mapping[str, Any] | None = None,
+        core_ensemble: Mapping[str, Any] | None = None,
     ) -> Path:
-        """Write the model archive `<models_dir>/<timestamp>.tar.gz`; return its path."""
+        """Write the model archive `<models_dir>/<timestamp>.tar.gz`; return its path.
+        `core_ensemble`: the dialogue part (`metadata` then carries its `core` section)."""
         return write_archive(
             models_dir,
             created_at=created_at,
@@ -73,6 +75,7 @@ class TrainedNlu:
             tokenizer_json=self.tokenizer_json,
             labels=self.maps.as_dict(),
             rules=rules,
+            core_ensemble=core_ensemble,
         )
 
 

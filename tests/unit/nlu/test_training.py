@@ -30,6 +30,7 @@ def test_archive_holds_model_tokenizer_labels_metadata(tiny_archive: Path) -> No
         "nlu/tokenizer.json",
         "nlu/labels.json",
         "nlu/rules.json",
+        "core/ensemble.json",
     }
     archive = ModelArchive.read(tiny_archive)
     assert archive.nlu.intents == ("book_flight", "goodbye", "greet")
@@ -41,6 +42,9 @@ def test_archive_holds_model_tokenizer_labels_metadata(tiny_archive: Path) -> No
     signature = ModelSignature.of_onnx(archive.nlu.onnx)
     signature.check_joint()
     assert signature.output("intent").dims[-1] == 3
+    assert archive.core is not None  # the tiny project's RulePolicy, with no rules to learn
+    assert archive.core.metadata["policies"] == ["RulePolicy"]
+    assert len(archive.core.fingerprint) == 64
 
 
 async def test_trained_model_parses_like_rasa(tiny_archive: Path) -> None:
