@@ -346,7 +346,10 @@ class DialogueEngine:
                 result.turn_complete = True
                 return
             if self.forms.is_form(name):
-                step = self.forms.start(name, conv.state, conv.events, channel, now)
+                # The action sees the policy's events (a loop resuming after a detour is
+                # LoopInterrupted, so the form skips validation), as Rasa's temporary tracker.
+                state, events = self._with_prediction_events(conv, prediction)
+                step = self.forms.start(name, state, events, channel, now)
                 if self._form_step(conv, result, prediction, step, now, channel):
                     return
                 continue
@@ -366,6 +369,15 @@ class DialogueEngine:
             conv.pending = PendingAction(request_id, name, prediction, now, channel)
             result.action_requests.append(conv.pending)
             return
+
+    def _with_prediction_events(
+        self, conv: Conversation, prediction: Prediction
+    ) -> tuple[TrackerState, list[Event]]:
+        state, events = conv.state, list(conv.events)
+        for event in prediction.events:
+            state = apply(state, event, events, self._defaults, conv.anchor)
+            events.append(event)
+        return state, events
 
     # -- forms --------------------------------------------------------------------------
 
