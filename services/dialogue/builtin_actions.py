@@ -21,6 +21,7 @@ records), as Rasa 3.x's `rasa/core/actions/action.py` does:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from schemas.events import (
     SessionStarted,
     SlotSet,
     UserUtteranceReverted,
+    UserUttered,
 )
 from schemas.project.domain import REQUESTED_SLOT, Domain
 from services.dialogue.responses import ResponseRenderer, bot_uttered
@@ -122,6 +124,56 @@ def _ask_rephrase(ctx: ActionContext) -> list[Event]:
     return _utter(ctx, "utter_ask_rephrase")
 
 
+TWO_STAGE_FALLBACK = "action_two_stage_fallback"
+
+
+def _intents_back(ctx: ActionContext, count: int) -> list[str | None]:
+    """The intents of the last `count` user messages or rewinds since the last restart (a
+    rewind takes a place but adds nothing), newest first — Rasa's `_last_n_intent_names`."""
+    names: list[str | None] = []
+    seen = 0
+    for event in reversed(ctx.events):
+        if isinstance(event, Restarted):
+            break
+        if isinstance(event, UserUttered | UserUtteranceReverted):
+            seen += 1
+            if isinstance(event, UserUttered):
+                names.append((event.parse_data.get("intent") or {}).get("name"))
+            if seen == count:
+                break
+    return names
+
+
+def _two_stage_fallback(ctx: ActionContext) -> list[Event]:
+    """Rasa's `TwoStageFallbackAction`, a loop: ask the user to affirm the intent, then to
+    rephrase; a clarified intent is replayed as if the user had said it; two failures in a
+    row give up with `action_default_fallback`."""
+    events: list[Event] = []
+    if ctx.state.active_loop_name != TWO_STAGE_FALLBACK:
+        events.append(ActiveLoop(timestamp=ctx.now, name=TWO_STAGE_FALLBACK))
+    last = ((ctx.state.latest_message or {}).get("intent") or {}).get("name")
+    two_fallbacks = _intents_back(ctx, 2) == [NLU_FALLBACK, NLU_FALLBACK]
+    affirmation_failed = _intents_back(ctx, 3) == [OUT_OF_SCOPE, NLU_FALLBACK, OUT_OF_SCOPE]
+    done = last not in (NLU_FALLBACK, OUT_OF_SCOPE) or two_fallbacks or affirmation_failed
+    if not done:
+        if events or last == NLU_FALLBACK:
+            events += _ask_affirmation(ctx)
+        else:
+            events += _ask_rephrase(ctx)
+        return events
+    events.append(ActiveLoop(timestamp=ctx.now, name=None))
+    if two_fallbacks or affirmation_failed:
+        return events + _default_fallback(ctx)
+    latest = next((e for e in reversed(ctx.events) if isinstance(e, UserUttered)), None)
+    if latest is None:
+        raise ValueError("two-stage fallback: no user message to clarify")
+    parse_data = copy.deepcopy(latest.parse_data)
+    parse_data.setdefault("intent", {})["confidence"] = 1.0
+    clarified = latest.model_copy(update={"timestamp": ctx.now, "parse_data": parse_data})
+    listen = ActionExecuted(timestamp=ctx.now, name="action_listen")
+    return [*events, UserUtteranceReverted(timestamp=ctx.now), listen, clarified]
+
+
 BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
     "action_listen": _listen,
     "action_unlikely_intent": _listen,
@@ -132,6 +184,7 @@ BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
     "action_back": _back,
     "action_default_ask_affirmation": _ask_affirmation,
     "action_default_ask_rephrase": _ask_rephrase,
+    TWO_STAGE_FALLBACK: _two_stage_fallback,
 }
 
 
