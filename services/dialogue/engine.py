@@ -47,6 +47,7 @@ from schemas.events import (
     Event,
     ReminderScheduled,
     Restarted,
+    SlotSet,
     UserUttered,
     parse_events,
 )
@@ -111,6 +112,9 @@ class PendingAction:
     # must include beyond the stored ones (the form's provisional events).
     loop: dict[str, Any] | None = None
     provisional: tuple[Event, ...] = ()
+    # Slot-mapping actions still to run after this one (`custom` mappings, then
+    # `action_validate_slot_mappings`), None when this is not a slot-mapping action.
+    extract: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         p = self.prediction
@@ -126,6 +130,7 @@ class PendingAction:
             "channel": self.channel,
             "loop": self.loop,
             "provisional": [e.to_dict() for e in self.provisional],
+            "extract": None if self.extract is None else list(self.extract),
         }
 
     @classmethod
@@ -145,6 +150,7 @@ class PendingAction:
             data.get("channel"),
             data.get("loop"),
             tuple(parse_events(data.get("provisional") or [])),
+            None if data.get("extract") is None else tuple(data["extract"]),
         )
 
 
@@ -229,10 +235,34 @@ class DialogueEngine:
             conv.pending = None
         extraction = extract(conv.state, self.domain, now)
         self._record(conv, result, list(extraction.events))
-        for action in extraction.custom_actions:
-            logger.warning("slot mapping action %s is not run yet (custom mapping)", action)
+        if extraction.custom_actions:
+            self._request_extraction(conv, result, list(extraction.custom_actions), now, user)
+            return result
         self._predict_and_run(conv, result, now, user.input_channel)
         return result
+
+    def _request_extraction(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        actions: list[str],
+        now: float,
+        user: UserUttered | None = None,
+        channel: str | None = None,
+    ) -> None:
+        """Ask for the next slot-mapping action (Rasa runs them inside action_extract_slots,
+        before predicting); the turn resumes when it answers."""
+        name, rest = actions[0], tuple(actions[1:])
+        key = f"{conv.conversation_id}\0{conv.seq}\0extract\0{name}".encode()
+        conv.pending = PendingAction(
+            hashlib.sha256(key).hexdigest()[:40],
+            name,
+            Prediction(name, 1.0, None),
+            now,
+            user.input_channel if user is not None else channel,
+            extract=rest,
+        )
+        result.action_requests.append(conv.pending)
 
     def on_external_trigger(
         self,
@@ -303,6 +333,9 @@ class DialogueEngine:
         if pending.loop is not None:
             self._resume_form(conv, result, pending, status, events, responses, now, error)
             return result
+        if pending.extract is not None:
+            self._extraction_result(conv, result, pending, status, events, responses, now)
+            return result
         p = pending.prediction
         if status == "success":
             self._record(conv, result, list(p.events))
@@ -321,6 +354,39 @@ class DialogueEngine:
             return result
         self._predict_and_run(conv, result, now, pending.channel)
         return result
+
+    def _extraction_result(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        pending: PendingAction,
+        status: str,
+        events: Sequence[Event],
+        responses: Sequence[dict[str, Any]],
+        now: float,
+    ) -> None:
+        """A slot-mapping action answered: keep its slot and bot events (Rasa drops the
+        rest, and records no action event), then the next one, then predict."""
+        if status == "success":
+            slots = conv.state.slots
+            bots = [self._response_event(r, slots, pending.channel, now) for r in responses]
+            kept: list[Event] = [b for b in bots if b is not None]
+            kept += [e for e in events if isinstance(e, SlotSet | BotUttered)]
+            dropped = {e.event for e in events if not isinstance(e, SlotSet | BotUttered)}
+            if dropped:
+                logger.info("%s returned %s: not allowed in slot mapping", pending.action, dropped)
+            self._record(conv, result, kept)
+        else:
+            logger.warning(
+                "slot mapping action %s %s: its slots are not filled", pending.action, status
+            )
+        assert pending.extract is not None
+        if pending.extract:
+            self._request_extraction(
+                conv, result, list(pending.extract), now, channel=pending.channel
+            )
+            return
+        self._predict_and_run(conv, result, now, pending.channel)
 
     def resume(self, conv: Conversation, now: float, channel: str | None = None) -> TurnResult:
         """Predict and run actions from the conversation as it stands: after events recorded

@@ -281,3 +281,49 @@ def test_a_reminder_outliving_the_session_still_fires(domain: Domain) -> None:
     assert fired.dropped is None
     assert names(fired)[0] == "action:action_session_start"
     assert "bot:Hello!" in names(fired)
+
+
+CUSTOM_MAPPING_DOMAIN = """version: "3.1"
+intents: [greet]
+slots:
+  mood:
+    type: text
+    mappings:
+    - type: custom
+      action: action_guess_mood
+responses:
+  utter_greet:
+  - text: "Hello, {mood} one!"
+actions: [action_guess_mood]
+"""
+
+
+def test_custom_slot_mapping_actions_run_before_predicting(tmp_path: Path) -> None:
+    from schemas.events import ActiveLoop
+
+    (tmp_path / "domain.yml").write_text(CUSTOM_MAPPING_DOMAIN)
+    (tmp_path / "config.yml").write_text("language: en\n")
+    domain = load_project(tmp_path).domain
+    eng = engine(domain, {"greet": "utter_greet"})
+    conv = Conversation.new("c1", domain)
+    first = eng.on_user_message(conv, user("greet", 10), 10)
+    (request,) = first.action_requests
+    assert request.action == "action_guess_mood"
+    assert request.extract == ()
+    assert not first.turn_complete
+    assert PendingAction.from_json(request.to_json()) == request
+    done = eng.on_action_result(
+        conv,
+        request.request_id,
+        "success",
+        [SlotSet(timestamp=11, name="mood", value="sunny"), ActiveLoop(timestamp=11, name="x")],
+        [],
+        11,
+    )
+    assert names(done) == [
+        "slot:mood",  # no action event, and the loop event is dropped, as in Rasa
+        "action:utter_greet",
+        "bot:Hello, sunny one!",
+        "action:action_listen",
+    ]
+    assert done.turn_complete
