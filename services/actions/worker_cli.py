@@ -15,10 +15,8 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,10 +30,12 @@ from services.actions.http import WebhookApp, WebhookServer
 from services.actions.registry import ActionRegistry, PackageLoadError
 from services.actions.remote import RemoteActionRunner
 from services.actions.worker import ActionsService
+from services.common import lifecycle
 from services.common.bus import Bus, Subscription
 from services.common.clock import Clock, SystemClock
 from services.common.health import HealthServer
 from services.common.kafka_bus import KafkaBus
+from services.common.lifecycle import Worker
 from services.common.settings import BusSettings
 
 logger = logging.getLogger(__name__)
@@ -295,24 +295,6 @@ class RemoteActionsWorker:
         await self.runner.aclose()
 
 
-class Worker(Protocol):
-    async def start(self) -> None: ...
-
-    async def run(self, stop: asyncio.Event) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 async def serve(worker: Worker) -> int:
     """Run the worker until SIGTERM/SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await worker.start()
-    except BaseException:
-        await worker.stop()
-        raise
-    await worker.run(stop)
-    return 0
+    return await lifecycle.serve(worker)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import logging
 import random
-import signal
 from pathlib import Path
 
 from pydantic import Field
@@ -23,6 +22,7 @@ from schemas.envelopes import DialogueInput
 from schemas.project.loader import Project, load_project
 from schemas.project.problems import ProjectError
 from schemas.topics import Topic
+from services.common import lifecycle
 from services.common.bus import Bus, Subscription
 from services.common.clock import SystemClock
 from services.common.health import HealthServer
@@ -126,6 +126,13 @@ class DialogueWorker:
         self.consuming = True
         logger.info("dialogue worker consuming %s", Topic.DIALOGUE)
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then stop."""
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
     async def stop(self) -> None:
         self.consuming = False
         await self.bus.stop()
@@ -167,13 +174,4 @@ def run_worker_dialogue(args: argparse.Namespace, bus_settings: BusSettings) -> 
 
 
 async def _serve(worker: DialogueWorker) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await worker.start()
-        await stop.wait()
-    finally:
-        await worker.stop()
-    return 0
+    return await lifecycle.serve(worker)

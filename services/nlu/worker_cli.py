@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.envelopes import UserMessage
 from schemas.topics import Topic
+from services.common import lifecycle
 from services.common.bus import Bus, Subscription
 from services.common.clock import SystemClock
 from services.common.errors import RetryableError
@@ -145,15 +145,4 @@ class NluWorker:
 
 async def serve(settings: NluSettings, bus: Bus) -> int:
     """Run until SIGTERM/SIGINT."""
-    worker = NluWorker(settings, bus)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await worker.start()
-    except BaseException:
-        await worker.stop()
-        raise
-    await worker.run(stop)
-    return 0
+    return await lifecycle.serve(NluWorker(settings, bus))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 from schemas.envelopes import SchedulerInput
 from schemas.topics import Topic
+from services.common import lifecycle
 from services.common.bus import Bus, Subscription
 from services.common.clock import Clock, SystemClock
 from services.common.errors import DependencyUnavailable, PermanentError
@@ -100,15 +100,4 @@ class SchedulerWorker:
 
 async def serve(settings: SchedulerSettings, bus: Bus) -> int:
     """Run until SIGTERM/SIGINT."""
-    worker = SchedulerWorker(settings, bus)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await worker.start()
-    except BaseException:
-        await worker.stop()
-        raise
-    await worker.run(stop)
-    return 0
+    return await lifecycle.serve(SchedulerWorker(settings, bus))
