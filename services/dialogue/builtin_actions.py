@@ -190,10 +190,13 @@ BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
 
 def is_local(name: str, domain: Domain) -> bool:
     """Whether the dialogue worker runs `name` itself (a built-in not overridden by a custom
-    action of the same name, or a response), rather than sending it to the action server."""
+    action of the same name, or a response), rather than sending it to the action server.
+
+    An `utter_*` action is always the response, even when the domain lists it under
+    `actions` (Rasa 3's `action_for_name_or_text` does the same)."""
     if name in BUILTINS and name not in domain.actions:
         return True
-    return name.startswith("utter_") and name not in domain.actions
+    return name.startswith("utter_")
 
 
 def run_local(name: str, ctx: ActionContext) -> list[Event]:

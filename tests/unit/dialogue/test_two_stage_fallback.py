@@ -37,7 +37,6 @@ def shape(result: TurnResult) -> list[str]:
 
 
 def test_affirmed_intent_is_replayed_as_if_the_user_had_said_it(project: Project) -> None:
-    # the rules bot's utter_greet is a custom action in its domain: it stays pending here
     engine = DialogueEngine(project.domain, build_predictor(project), rng=random.Random(0))
     conv = Conversation.new("c", project.domain)
     first = engine.on_user_message(conv, said("nlu_fallback", 1.0, 0.2), 1.0)
