@@ -43,8 +43,11 @@ from schemas.events import (
     ActionExecuted,
     ActionExecutionRejected,
     ActionFailed,
+    AgentUttered,
     BotUttered,
+    ConversationResumed,
     Event,
+    FollowupAction,
     ReminderScheduled,
     Restarted,
     SlotSet,
@@ -353,6 +356,37 @@ class DialogueEngine:
             self._fail(conv, result, pending, status, error, now)
             return result
         self._predict_and_run(conv, result, now, pending.channel)
+        return result
+
+    def on_agent_command(
+        self,
+        conv: Conversation,
+        command: str,
+        agent_id: str,
+        now: float,
+        *,
+        text: str | None = None,
+        followup_action: str | None = None,
+    ) -> TurnResult:
+        """A human agent's message or hand-back (the console's commands reach the dialogue
+        worker as inputs like any other). `reply` records `agent` (Rasa's AgentUttered, with
+        the agent's id in `data`): it passes through to the user whether or not the
+        conversation is paused. `hand_back` records `resume`, and with a follow-up action
+        runs it (then the bot carries on); without one the bot waits for the user. Other
+        commands (claim, notes, ...) belong to the console and change nothing here."""
+        result = TurnResult()
+        if command == "reply":
+            agent = AgentUttered(timestamp=now, text=text, data={"agent_id": agent_id})
+            self._record(conv, result, [agent])
+            return result
+        if command == "hand_back":
+            self._record(conv, result, [ConversationResumed(timestamp=now)])
+            if followup_action and self.domain.is_known_action(followup_action):
+                self._record(conv, result, [FollowupAction(timestamp=now, name=followup_action)])
+                channel = conv.state.latest_input_channel
+                self._predict_and_run(conv, result, now, channel)
+            return result
+        logger.info("agent %s: %s changes nothing in the dialogue", agent_id, command)
         return result
 
     def _extraction_result(

@@ -37,6 +37,7 @@ from schemas.envelopes import (
     ReminderRequest,
 )
 from schemas.events import (
+    AgentUttered,
     BotUttered,
     Event,
     ReminderCancelled,
@@ -216,8 +217,16 @@ class DialogueService:
                 )
                 return result, channel, message.correlation_id
             case _:
-                logger.warning("console command %s: not handled yet", message.command)
-                return TurnResult(), None, None
+                channel = conv.state.latest_input_channel
+                result = self.engine.on_agent_command(
+                    conv,
+                    message.command,
+                    message.agent_id,
+                    now,
+                    text=message.text,
+                    followup_action=message.followup_action,
+                )
+                return result, channel, message.correlation_id
 
     def _snapshot_of(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         state = replay(parse_events(events), self._defaults)
@@ -251,6 +260,23 @@ class DialogueService:
                         messages=[_bot_message(b) for b in bots],
                         in_reply_to=record.in_reply_to,
                         turn_complete=record.complete,
+                        input_channel=record.channel,
+                    ),
+                )
+            )
+        agents = [e for e in new_events if isinstance(e, AgentUttered)]
+        if agents:
+            out.append(
+                Publication(
+                    Topic.OUTBOUND,
+                    OutboundMessage(
+                        conversation_id=cid,
+                        message_id=message_id(cid, record.end, "agent"),
+                        correlation_id=record.in_reply_to,
+                        sent_at=now,
+                        source="agent",
+                        messages=[BotMessage(text=a.text) for a in agents],
+                        turn_complete=False,
                         input_channel=record.channel,
                     ),
                 )

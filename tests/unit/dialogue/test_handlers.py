@@ -282,3 +282,47 @@ def test_a_rewind_in_recent_events_replays_from_the_anchor(tmp_path: Path) -> No
     windowed = apply(state, UserUtteranceReverted(timestamp=3.0), recent, defaults, anchor)
     assert windowed.slots == whole.slots == {**defaults, "vip": True}
     assert windowed.latest_message == whole.latest_message
+
+
+async def test_agent_replies_pass_through_a_paused_conversation(
+    service: DialogueService, hot: MemoryHotStore
+) -> None:
+    from schemas.envelopes import ConsoleCommand
+    from schemas.events import ConversationPaused
+
+    await service.handle(said("greet", "m1"))
+    stored = hot.data["alice"]
+    pause = ConversationPaused(timestamp=2.0).to_dict()
+    snapshot = dict(stored.snapshot)
+    state = TrackerState.from_json(snapshot["tracker"])
+    snapshot["tracker"] = TrackerState(**{**state.__dict__, "paused": True}).to_json()
+    await hot.append("alice", stored.seq, [pause], snapshot)
+    quiet = await service.handle(said("greet", "m2"))
+    (outbound,) = on(Topic.OUTBOUND, quiet)
+    assert outbound.messages == []  # recorded, not answered
+    assert outbound.turn_complete
+
+    def command(kind: str, mid: str, **extra: Any) -> ConsoleCommand:
+        return ConsoleCommand(
+            conversation_id="alice",
+            message_id=mid,
+            sent_at=FakeClock().now(),
+            command=kind,  # type: ignore[arg-type]
+            agent_id="ada",
+            **extra,
+        )
+
+    reply = await service.handle(command("reply", "a1", text="Hi, this is Ada."))
+    (agent,) = on(Topic.OUTBOUND, reply)
+    assert agent.source == "agent"
+    assert [m.text for m in agent.messages] == ["Hi, this is Ada."]
+    assert not agent.turn_complete
+    event = json.loads(on(Topic.EVENTS, reply)[0].value)
+    assert event["event"] == "agent"
+    assert event["data"] == {"agent_id": "ada"}
+    back = await service.handle(command("hand_back", "a2", followup_action="utter_greet"))
+    events = [json.loads(m.value)["event"] for m in on(Topic.EVENTS, back)]
+    assert events[:2] == ["resume", "followup"]
+    assert [m.text for m in on(Topic.OUTBOUND, back)[0].messages] == ["Hello!"]
+    again = await service.handle(said("greet", "m3"))
+    assert [m.text for m in on(Topic.OUTBOUND, again)[0].messages] == ["Hello!"]
