@@ -166,7 +166,7 @@ def run_worker_actions(args: argparse.Namespace, bus_settings: BusSettings) -> i
     return code
 
 
-class ActionsWorker:
+class ActionsWorker(lifecycle.ConsumingWorker):
     """The actions worker's parts, wired: package, runner, bus subscription, webhook, health."""
 
     def __init__(self, settings: ActionsSettings, bus: Bus, clock: Clock | None = None) -> None:
@@ -183,12 +183,8 @@ class ActionsWorker:
             else None
         )
         self.health = HealthServer(settings.health_host, settings.health_port)
-        self.consuming = False
-        self.health.add_check("bus", self._bus_check)
+        self.health.add_check("bus", self.bus_check)
         self.health.add_check("actions", self.runner.ready)
-
-    async def _bus_check(self) -> tuple[bool, str]:
-        return self.consuming, "consuming" if self.consuming else "not consuming"
 
     async def start(self) -> None:
         """Load the package (`PackageLoadError` if broken), serve HTTP and health, consume."""
@@ -232,7 +228,7 @@ class ActionsWorker:
         self.runner.close()
 
 
-class RemoteActionsWorker:
+class RemoteActionsWorker(lifecycle.ConsumingWorker):
     """Remote mode: the bus subscription and health, actions run by an external rasa-sdk server.
 
     No webhook is served (Rasa can call the external server itself). Readiness includes the
@@ -254,12 +250,8 @@ class RemoteActionsWorker:
         )
         self.service = ActionsService(self.runner, clock or SystemClock())
         self.health = HealthServer(settings.health_host, settings.health_port)
-        self.consuming = False
-        self.health.add_check("bus", self._bus_check)
+        self.health.add_check("bus", self.bus_check)
         self.health.add_check("actions", self.runner.ready)
-
-    async def _bus_check(self) -> tuple[bool, str]:
-        return self.consuming, "consuming" if self.consuming else "not consuming"
 
     async def start(self) -> None:
         await self.health.start()
@@ -281,12 +273,6 @@ class RemoteActionsWorker:
             self.settings.remote_url,
             detail if ok else f"not reachable yet: {detail}",
         )
-
-    async def run(self, stop: asyncio.Event) -> None:
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     async def stop(self) -> None:
         self.consuming = False

@@ -18,6 +18,27 @@ class Worker(Protocol):
     async def stop(self) -> None: ...
 
 
+class ConsumingWorker:
+    """What every worker shares: the `bus` readiness check (ready once it consumes) and
+    `run`, which serves until `stop` is set and then stops. Subclasses set `consuming` in
+    their `start`/`stop` and register `bus_check` on their health server."""
+
+    consuming: bool = False
+
+    async def bus_check(self) -> tuple[bool, str]:
+        return self.consuming, "consuming" if self.consuming else "not consuming"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then stop."""
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
 async def serve(worker: Worker) -> int:
     """Run `worker` until SIGTERM or SIGINT; a failed start stops what had started."""
     stop = asyncio.Event()

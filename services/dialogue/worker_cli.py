@@ -69,7 +69,7 @@ def build_predictor(project: Project, model: Path | None = None) -> Predictor:
     return train_core(project).ensemble.as_predictor()
 
 
-class DialogueWorker:
+class DialogueWorker(lifecycle.ConsumingWorker):
     """The worker's parts, wired: engine, stores, bus subscription, health."""
 
     def __init__(
@@ -102,11 +102,7 @@ class DialogueWorker:
             window=settings.window,
         )
         self.health = HealthServer(settings.health_host, settings.health_port)
-        self.consuming = False
-        self.health.add_check("bus", self._bus_check)
-
-    async def _bus_check(self) -> tuple[bool, str]:
-        return self.consuming, "consuming" if self.consuming else "not consuming"
+        self.health.add_check("bus", self.bus_check)
 
     async def start(self) -> None:
         await self.health.start()
@@ -125,13 +121,6 @@ class DialogueWorker:
         await self.bus.start()
         self.consuming = True
         logger.info("dialogue worker consuming %s", Topic.DIALOGUE)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then stop."""
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     async def stop(self) -> None:
         self.consuming = False

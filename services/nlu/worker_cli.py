@@ -93,7 +93,7 @@ def run_worker_nlu(args: argparse.Namespace, bus_settings: BusSettings) -> int:
         return 2
 
 
-class NluWorker:
+class NluWorker(lifecycle.ConsumingWorker):
     """The NLU worker's parts, wired: model service, bus subscription, health endpoints."""
 
     def __init__(self, settings: NluSettings, bus: Bus) -> None:
@@ -106,12 +106,8 @@ class NluWorker:
             attempts=settings.inference_attempts,
         )
         self.health = HealthServer(settings.health_host, settings.health_port)
-        self.consuming = False
-        self.health.add_check("bus", self._bus_check)
+        self.health.add_check("bus", self.bus_check)
         self.health.add_check("model", self.service.ready)
-
-    async def _bus_check(self) -> tuple[bool, str]:
-        return self.consuming, "consuming" if self.consuming else "not consuming"
 
     async def start(self) -> None:
         """Serve health, load the model (a clear error if there is none), start consuming."""

@@ -52,7 +52,7 @@ def run_worker_scheduler(args: argparse.Namespace, bus_settings: BusSettings) ->
         return 2
 
 
-class SchedulerWorker:
+class SchedulerWorker(lifecycle.ConsumingWorker):
     """The scheduler worker's parts, wired: service, bus subscription, health endpoints."""
 
     def __init__(self, settings: SchedulerSettings, bus: Bus, clock: Clock | None = None) -> None:
@@ -60,12 +60,8 @@ class SchedulerWorker:
         self.bus = bus
         self.service = SchedulerService(settings, bus.publish, clock or SystemClock())
         self.health = HealthServer(settings.health_host, settings.health_port)
-        self.consuming = False
-        self.health.add_check("bus", self._bus_check)
+        self.health.add_check("bus", self.bus_check)
         self.health.add_check("database", self.service.ready)
-
-    async def _bus_check(self) -> tuple[bool, str]:
-        return self.consuming, "consuming" if self.consuming else "not consuming"
 
     async def start(self) -> None:
         """Serve health, open the store and start APScheduler, then consume requests."""
@@ -83,13 +79,6 @@ class SchedulerWorker:
         await self.bus.start()
         self.consuming = True
         logger.info("scheduler worker consuming %s", Topic.SCHEDULER)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set, then stop."""
-        try:
-            await stop.wait()
-        finally:
-            await self.stop()
 
     async def stop(self) -> None:
         self.consuming = False
