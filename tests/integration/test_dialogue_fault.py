@@ -10,16 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas.envelopes import OutboundMessage, ParsedUserMessage
-from schemas.events import UserUttered
+from schemas.envelopes import OutboundMessage
 from schemas.topics import Topic
 from services.common.bus import Publication, Subscription
 from services.common.kafka_bus import KafkaBus
@@ -27,27 +24,13 @@ from services.dialogue.store.redis_store import RedisHotStore
 from services.dialogue.store.sql_archive import SqlArchive
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings, kafka_bootstrap
+from tests.support.messages import said
 
 pytestmark = pytest.mark.integration
 
 CONVERSATIONS = 200
 SCRIPT = [("greet", "utter_greet"), ("mood_great", "utter_happy"), ("goodbye", "utter_goodbye")]
 WAIT_S = 120.0
-
-
-def parsed(conversation: str, intent: str) -> ParsedUserMessage:
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4().hex
-    event = UserUttered(
-        timestamp=now.timestamp(),
-        text=intent,
-        input_channel="rest",
-        message_id=message_id,
-        parse_data={"intent": {"name": intent, "confidence": 1.0}, "entities": []},
-    )
-    return ParsedUserMessage(
-        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
-    )
 
 
 class Outbound:
@@ -121,7 +104,7 @@ async def test_sigkill_mid_traffic_loses_and_duplicates_nothing(
         for intent, _ in SCRIPT:
             for n in range(CONVERSATIONS):
                 conversation = f"c{n:03d}"
-                message = parsed(conversation, intent)
+                message = said(conversation, intent)
                 sent[conversation].append((message.message_id, intent))
                 await probe.publish(Topic.DIALOGUE, message)
         total = CONVERSATIONS * len(SCRIPT)

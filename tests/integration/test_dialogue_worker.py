@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.envelopes import OutboundMessage, ParsedUserMessage
-from schemas.events import UserUttered
 from schemas.project.loader import load_project
 from schemas.project.stories import ActionStep, Story, UserStep
 from schemas.topics import Topic
@@ -30,6 +27,7 @@ from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
+from tests.support.messages import said
 from tests.support.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -47,18 +45,7 @@ def turns(story: Story) -> list[tuple[UserStep, list[str]]]:
 
 
 def parsed(conversation: str, step: UserStep) -> ParsedUserMessage:
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4().hex
-    event = UserUttered(
-        timestamp=now.timestamp(),
-        text=(step.text or "").strip(),
-        input_channel="rest",
-        message_id=message_id,
-        parse_data={"intent": {"name": step.intent, "confidence": 1.0}, "entities": []},
-    )
-    return ParsedUserMessage(
-        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
-    )
+    return said(conversation, step.intent or "", (step.text or "").strip())
 
 
 class Turns:
@@ -170,25 +157,6 @@ def test_turn_helper_reads_story_steps(shared_dir: Path) -> None:
 
 
 # -- formbot and the actions worker --------------------------------------------------------
-
-
-def said(conversation: str, intent: str, text: str | None = None, **entities: Any) -> Any:
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4().hex
-    event = UserUttered(
-        timestamp=now.timestamp(),
-        text=text or intent,
-        input_channel="rest",
-        message_id=message_id,
-        parse_data={
-            "intent": {"name": intent, "confidence": 1.0},
-            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-            "text": text or intent,
-        },
-    )
-    return ParsedUserMessage(
-        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
-    )
 
 
 @pytest.fixture

@@ -25,14 +25,12 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.envelopes import ActionRequest, OutboundMessage, ParsedUserMessage
-from schemas.events import UserUttered
 from schemas.project.loader import load_project
 from schemas.topics import Topic
 from services.actions.worker_cli import ActionsSettings, ActionsWorker
@@ -42,29 +40,11 @@ from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
+from tests.support.messages import said
 
 pytestmark = pytest.mark.integration
 
 Script = list[tuple[ParsedUserMessage, list[str]]]
-
-
-def said(conversation: str, intent: str, **entities: str) -> ParsedUserMessage:
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4().hex
-    event = UserUttered(
-        timestamp=now.timestamp(),
-        text=intent,
-        input_channel="rest",
-        message_id=message_id,
-        parse_data={
-            "intent": {"name": intent, "confidence": 1.0},
-            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-            "text": intent,
-        },
-    )
-    return ParsedUserMessage(
-        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
-    )
 
 
 class Turns:

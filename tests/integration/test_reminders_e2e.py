@@ -25,8 +25,7 @@ from typing import Any
 
 import pytest
 
-from schemas.envelopes import OutboundMessage, ParsedUserMessage
-from schemas.events import UserUttered
+from schemas.envelopes import OutboundMessage
 from schemas.project.loader import load_project
 from schemas.topics import Topic
 from services.actions.worker_cli import ActionsSettings, ActionsWorker
@@ -38,6 +37,7 @@ from services.scheduler.settings import SchedulerSettings
 from services.scheduler.worker_cli import SchedulerWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
+from tests.support.messages import said
 
 pytestmark = pytest.mark.integration
 
@@ -60,25 +60,6 @@ def actions_dir(request: pytest.FixtureRequest, shared_dir: Path, tmp_path: Path
     assert source.count(BUGGY_LINE) == 1, "reminderbot's action_react_to_reminder changed"
     module.write_text(source.replace(BUGGY_LINE, FIXED_LINE))
     return copy
-
-
-def said(conversation: str, intent: str, text: str, **entities: str) -> ParsedUserMessage:
-    now = datetime.now(UTC)
-    message_id = uuid.uuid4().hex
-    event = UserUttered(
-        timestamp=now.timestamp(),
-        text=text,
-        input_channel="rest",
-        message_id=message_id,
-        parse_data={
-            "intent": {"name": intent, "confidence": 1.0},
-            "entities": [{"entity": k, "value": v} for k, v in entities.items()],
-            "text": text,
-        },
-    )
-    return ParsedUserMessage(
-        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
-    )
 
 
 class Outbound:
