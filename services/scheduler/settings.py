@@ -29,6 +29,9 @@ class SchedulerSettings(BaseSettings):
     # A claim not published within this long is taken over by another replica.
     claim_lease_s: float = Field(default=30.0, gt=0)
     claim_batch: int = Field(default=500, ge=1)
+    # Published rows of the fired ledger older than this are deleted (every `prune_interval_s`).
+    ledger_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    prune_interval_s: float = Field(default=3600.0, gt=0)
     replica_id: str | None = None
     handoff_queue_intent: str = "EXTERNAL_handoff_queue_timeout"
     handoff_agent_silence_intent: str = "EXTERNAL_handoff_agent_silent"

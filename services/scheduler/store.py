@@ -224,6 +224,18 @@ class SchedulerStore:
                 .values(status=PUBLISHED, published_at=now.timestamp())
             )
 
+    def prune_fired(self, before: datetime) -> int:
+        """Delete the ledger's published rows published before `before`; pending and missed
+        rows stay (one is still to publish, the other is a report)."""
+        fired = self.fired_t
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(fired).where(
+                    fired.c.status == PUBLISHED, fired.c.published_at < before.timestamp()
+                )
+            )
+            return int(result.rowcount)
+
     def has_fired(self, fire_id: str) -> bool:
         with self.engine.connect() as conn:
             query = select(self.fired_t.c.fire_id).where(self.fired_t.c.fire_id == fire_id)

@@ -8,6 +8,8 @@
 - A publication that fails stays claimed and pending; after `claim_lease_s` any replica takes
   it over (`recover`). The trigger's `message_id` is the `fire_id`, so a republication is a
   duplicate the dialogue worker drops.
+- Published ledger rows older than `ledger_retention_s` are deleted every `prune_interval_s`
+  (`prune`), so the ledger stays small; a redelivery older than that would fire again.
 - Jobs later than `misfire_grace_s` are not published: they are recorded as missed in the
   ledger, logged as a warning and counted (`missed`, shown by the readiness check).
 """
@@ -21,7 +23,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN  # type: ignore[import-untyped]
@@ -65,6 +67,8 @@ class SchedulerService:
         self.handled = 0
         self.published = 0
         self.missed = 0
+        self.pruned = 0
+        self._last_prune: datetime | None = None
         self._publish_fn = publish
         self._store: SchedulerStore | None = None
         self._scheduler: Any = None
@@ -283,6 +287,25 @@ class SchedulerService:
         logger.info("fired %s %r of %s", spec.source, spec.name, spec.conversation_id)
         return True
 
+    async def prune(self, now: datetime | None = None) -> int:
+        """Delete the ledger's published rows older than the retention; returns how many."""
+        moment = now or self.clock.now()
+        cutoff = moment - timedelta(seconds=self.settings.ledger_retention_s)
+        removed = await self._db(self.store.prune_fired, cutoff)
+        self._last_prune = moment
+        self.pruned += removed
+        if removed:
+            logger.info("pruned %d fired-ledger row(s) published before %s", removed, cutoff)
+        return removed
+
+    async def prune_if_due(self, now: datetime | None = None) -> int:
+        """`prune` when `prune_interval_s` has passed since the last one (or none ran yet)."""
+        moment = now or self.clock.now()
+        last = self._last_prune
+        if last is not None and (moment - last).total_seconds() < self.settings.prune_interval_s:
+            return 0
+        return await self.prune(moment)
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.settings.wakeup_interval_s)
@@ -290,6 +313,7 @@ class SchedulerService:
                 self._scheduler.wakeup()
             try:
                 await self.recover()
+                await self.prune_if_due()
             except DependencyUnavailable as exc:
                 logger.warning("scheduler database unavailable: %s", exc)
             except Exception:  # the wake-up loop must outlive one failed sweep

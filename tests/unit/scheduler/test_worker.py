@@ -344,3 +344,40 @@ async def test_real_time_reminder_fires_once_across_two_running_workers(tmp_path
         finally:
             for worker in workers:
                 await worker.stop()
+
+
+async def test_published_ledger_rows_are_pruned_after_the_retention(rig: Rig) -> None:
+    day = 86400.0
+    service = await rig.replica(ledger_retention_s=7 * day, prune_interval_s=3600)
+    await service.handle(reminder("old", due=IN_5))
+    await service.handle(reminder("late", due=IN_5 + timedelta(days=2)))
+    await service.handle(reminder("missed", due=IN_5 + timedelta(days=3)))
+    rig.at(IN_5)
+    assert len(await service.fire_due()) == 1
+    rig.at(IN_5 + timedelta(days=2))
+    assert len(await service.fire_due()) == 1
+    rig.at(IN_5 + timedelta(days=3, hours=2))  # beyond the grace time: recorded as missed
+    assert await service.fire_due() == []
+
+    rig.at(IN_5 + timedelta(days=7) - timedelta(seconds=1))
+    assert await service.prune_if_due() == 0  # nothing older than 7 days yet
+    rig.at(IN_5 + timedelta(days=7, seconds=1))
+    assert await service.prune_if_due() == 0  # the last prune was less than an hour ago
+    rig.at(IN_5 + timedelta(days=7, hours=1))
+    assert await service.prune_if_due() == 1
+    rows = await asyncio.to_thread(service.store.fired)
+    assert [(r["conversation_id"], r["status"]) for r in rows] == [
+        ("late", PUBLISHED),
+        ("missed", MISSED),
+    ]
+    rig.at(IN_5 + timedelta(days=30))
+    assert await service.prune() == 1
+    assert [r["status"] for r in await asyncio.to_thread(service.store.fired)] == [MISSED]
+    assert service.pruned == 2
+
+
+def test_ledger_retention_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_SCHEDULER_LEDGER_RETENTION_S", "60")
+    assert SchedulerSettings().ledger_retention_s == 60
+    monkeypatch.delenv("PARLEY_SCHEDULER_LEDGER_RETENTION_S")
+    assert SchedulerSettings().ledger_retention_s == 7 * 86400
