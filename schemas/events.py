@@ -33,6 +33,7 @@ __all__ = [
     "ActionFailed",
     "ActionReverted",
     "ActiveLoop",
+    "AgentAction",
     "AgentUttered",
     "AllSlotsReset",
     "AnyEvent",
@@ -395,7 +396,25 @@ class ActionFailed(Event):
     WIRE_FIELDS = ("name", "reason", "error")
 
 
-PARLEY_EVENTS = frozenset({"action_failed"})
+class AgentAction(Event):
+    """A human agent's console command during a handoff (``agent_action``).
+
+    A Parley event: who claimed, assigned, noted, handed back or resolved the conversation,
+    with the note's text or the assignee. No tracker effect (a hand-back's or resolve's
+    `resume` is its own event); agents' replies stay Rasa's `agent` event.
+    """
+
+    event: Literal["agent_action"] = "agent_action"
+    command: Literal["claim", "assign", "note", "hand_back", "resolve"]
+    agent_id: str
+    text: str | None = None
+    assignee: str | None = None
+
+    WIRE_FIELDS = ("command", "agent_id", "text", "assignee")
+    OMITTED_WHEN_NONE = frozenset({"text", "assignee"})
+
+
+PARLEY_EVENTS = frozenset({"action_failed", "agent_action"})
 """Event names Parley adds to Rasa's; Rasa-format consumers should skip them."""
 
 
@@ -421,7 +440,8 @@ AnyEvent = Annotated[
     | DefinePrevUserUtteredFeaturization
     | AgentUttered
     | StoryExported
-    | ActionFailed,
+    | ActionFailed
+    | AgentAction,
     Field(discriminator="event"),
 ]
 """Any concrete event, discriminated by its ``event`` key."""

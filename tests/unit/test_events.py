@@ -22,6 +22,7 @@ from schemas.events import (
     ActionFailed,
     ActionReverted,
     ActiveLoop,
+    AgentAction,
     AgentUttered,
     AllSlotsReset,
     BotUttered,
@@ -177,6 +178,13 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
         name=st.text(min_size=1, max_size=20),
         reason=st.sampled_from(["failed", "timeout", "not_found"]),
         error=optional_text,
+    ),
+    AgentAction: _event(
+        AgentAction,
+        command=st.sampled_from(["claim", "assign", "note", "hand_back", "resolve"]),
+        agent_id=st.text(max_size=12),
+        text=optional_text,
+        assignee=optional_text,
     ),
 }
 
@@ -696,4 +704,20 @@ def test_action_failed_is_a_parley_event() -> None:
         "error": "no answer",
     }
     assert parse_event(event.to_dict()) == event
-    assert {"action_failed"} == PARLEY_EVENTS
+    assert {"action_failed", "agent_action"} == PARLEY_EVENTS
+
+
+def test_agent_action_is_a_parley_event() -> None:
+    claim = AgentAction(timestamp=3.0, command="claim", agent_id="ann")
+    assert claim.to_dict() == {
+        "event": "agent_action",
+        "timestamp": 3.0,
+        "command": "claim",
+        "agent_id": "ann",
+    }
+    assign = AgentAction(timestamp=4.0, command="assign", agent_id="ann", assignee="bob")
+    assert list(assign.to_dict()) == ["event", "timestamp", "command", "agent_id", "assignee"]
+    for event in (claim, assign):
+        assert parse_event(event.to_dict()) == event
+    with pytest.raises(ValueError, match="agent_action"):
+        parse_event({"event": "agent_action", "command": "reply", "agent_id": "ann"})
