@@ -7,6 +7,7 @@ from typing import Any
 
 from schemas.project._read import FileReader, line_of
 from schemas.project._yaml import LineDict
+from schemas.project.handoff import HandoffConfig, read_handoff
 from schemas.project.problems import Source
 
 # What each Rasa component becomes in Parley. Tokenizers and featurizers are subsumed by the
@@ -44,6 +45,9 @@ POLICIES: dict[str, str | None] = {
     "RulePolicy": "rules",
     "MemoizationPolicy": "memoization",
     "AugmentedMemoizationPolicy": "augmented memoization",
+    # Not built. A config with TEDPolicy and no other policy Parley builds gets RulePolicy and
+    # MemoizationPolicy in its place (services/dialogue/policies/ensemble.py): the stories,
+    # end-to-end steps included, are followed exactly; nothing generalises as TED would.
     "TEDPolicy": None,
     "UnexpecTEDIntentPolicy": None,
 }
@@ -147,11 +151,13 @@ def _components(
 
 @dataclass(frozen=True)
 class Endpoints:
-    """`endpoints.yml`: where the action server is, and the rest as written."""
+    """`endpoints.yml`: where the action server is, Parley's `handoff:` settings, and the
+    rest as written."""
 
     action_url: str | None = None
     actions_module: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
 
 
 def read_endpoints(data: LineDict, reader: FileReader) -> Endpoints:
@@ -168,4 +174,4 @@ def read_endpoints(data: LineDict, reader: FileReader) -> Endpoints:
                     "`action_endpoint` has neither `url` nor `actions_module`",
                     "give the action server's webhook URL",
                 )
-    return Endpoints(url, module, dict(data))
+    return Endpoints(url, module, dict(data), read_handoff(data, reader))

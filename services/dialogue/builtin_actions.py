@@ -15,6 +15,8 @@ records), as Rasa 3.x's `rasa/core/actions/action.py` does:
 | `action_default_ask_affirmation` | "Did you mean '<intent>'?" with Yes/No buttons |
 |   | (the second-ranked intent when the first is `nlu_fallback`) |
 | `action_default_ask_rephrase` | `utter_ask_rephrase` if defined |
+| `action_handoff` (Parley's) | `utter_handoff` if defined, then `pause` with |
+|   | `{"handoff_reason": "requested"}` in its metadata (docs/handoff.md) |
 | `utter_*` | the response (nothing, logged, when no variation applies) |
 | an end-to-end bot text | that text |
 """
@@ -29,6 +31,7 @@ from schemas.events import (
     ActionExecuted,
     ActiveLoop,
     BotUttered,
+    ConversationPaused,
     Event,
     Restarted,
     SessionStarted,
@@ -174,6 +177,16 @@ def _two_stage_fallback(ctx: ActionContext) -> list[Event]:
     return [*events, UserUtteranceReverted(timestamp=ctx.now), listen, clarified]
 
 
+HANDOFF_ACTION = "action_handoff"
+
+
+def handoff(ctx: ActionContext, reason: str = "requested") -> list[Event]:
+    """Parley's `action_handoff`: tell the user (`utter_handoff`), then hand the conversation
+    to a human (`pause` with the reason in its metadata)."""
+    pause = ConversationPaused(timestamp=ctx.now, metadata={"handoff_reason": reason})
+    return [*_utter(ctx, "utter_handoff"), pause]
+
+
 BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
     "action_listen": _listen,
     "action_unlikely_intent": _listen,
@@ -185,6 +198,7 @@ BUILTINS: dict[str, Callable[[ActionContext], list[Event]]] = {
     "action_default_ask_affirmation": _ask_affirmation,
     "action_default_ask_rephrase": _ask_rephrase,
     TWO_STAGE_FALLBACK: _two_stage_fallback,
+    HANDOFF_ACTION: handoff,
 }
 
 

@@ -28,6 +28,14 @@ A form (`services/dialogue/forms.py`) runs here too, but may need custom actions
 and its provisional events (the action's tracker includes them); when the run completes,
 `action <form>` and the form's events are recorded, or `action_execution_rejected` when it
 rejected, and predicting resumes.
+
+Human handoff (`services/dialogue/handoff.py`, docs/handoff.md): a `pause` with a handoff reason
+starts it; the paused conversation records the user and predicts nothing (as Rasa) until a
+`resume`. The configured policy triggers (a request intent, low NLU confidence, a fallback, a
+failed action) run `action_handoff` instead of what the policies would. Agents' commands are
+recorded (`agent_action`, `agent`); the handoff timers' outcomes run the configured action and
+resume. Reminders falling due while paused are deferred (run after the resume), dropped or
+delivered, as configured.
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from schemas.events import (
     ActionExecuted,
     ActionExecutionRejected,
     ActionFailed,
+    AgentAction,
     AgentUttered,
     BotUttered,
     ConversationResumed,
@@ -51,11 +60,19 @@ from schemas.events import (
     ReminderScheduled,
     Restarted,
     SlotSet,
+    UserUtteranceReverted,
     UserUttered,
     parse_events,
 )
 from schemas.project.domain import Domain
-from services.dialogue.builtin_actions import ActionContext, is_local, run_local
+from schemas.project.handoff import HandoffConfig
+from services.dialogue.builtin_actions import (
+    TWO_STAGE_FALLBACK,
+    ActionContext,
+    handoff,
+    is_local,
+    run_local,
+)
 from services.dialogue.forms import (
     Call,
     Finished,
@@ -64,6 +81,15 @@ from services.dialogue.forms import (
     Rejected,
     Step,
     with_provisional,
+)
+from services.dialogue.handoff import (
+    HANDOFF_ACTION,
+    HANDOFF_POLICY,
+    QUEUE,
+    HandoffStatus,
+    advance,
+    stale_timer,
+    with_reason,
 )
 from services.dialogue.responses import ResponseRenderer, bot_uttered
 from services.dialogue.slot_extraction import extract
@@ -74,6 +100,9 @@ logger = logging.getLogger(__name__)
 ACTION_LISTEN = "action_listen"
 ACTION_SESSION_START = "action_session_start"
 RESTART_INTENT = "restart"
+SESSION_START_INTENT = "session_start"
+DEFAULT_FALLBACK = "action_default_fallback"
+AgentCommand = Literal["claim", "assign", "note", "hand_back", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,10 @@ class PendingAction:
     # Slot-mapping actions still to run after this one (`custom` mappings, then
     # `action_validate_slot_mappings`), None when this is not a slot-mapping action.
     extract: tuple[str, ...] | None = None
+    # `action_handoff` chosen by a handoff trigger: the reason its plain `pause` gets.
+    handoff_reason: str | None = None
+    # A handoff timer's outcome action: the conversation resumes when it answers.
+    resume_after: bool = False
 
     def to_json(self) -> dict[str, Any]:
         p = self.prediction
@@ -134,6 +167,8 @@ class PendingAction:
             "loop": self.loop,
             "provisional": [e.to_dict() for e in self.provisional],
             "extract": None if self.extract is None else list(self.extract),
+            "handoff_reason": self.handoff_reason,
+            "resume_after": self.resume_after,
         }
 
     @classmethod
@@ -154,6 +189,8 @@ class PendingAction:
             data.get("loop"),
             tuple(parse_events(data.get("provisional") or [])),
             None if data.get("extract") is None else tuple(data["extract"]),
+            data.get("handoff_reason"),
+            bool(data.get("resume_after")),
         )
 
 
@@ -167,6 +204,9 @@ class Conversation:
     pending: PendingAction | None = None
     base_seq: int = 0
     anchor: TrackerState | None = None  # the tracker before `events` when base_seq > 0
+    handoff: HandoffStatus | None = None  # while handed to humans
+    # Reminders that fell due while paused (reminders_while_paused: deferred), oldest first.
+    deferred: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def seq(self) -> int:
@@ -186,6 +226,7 @@ class TurnResult:
     action_requests: list[PendingAction] = field(default_factory=list)
     turn_complete: bool = False
     dropped: str | None = None  # why an external trigger did nothing
+    deferred: str | None = None  # why a reminder waits for the conversation to resume
 
     @property
     def bot_messages(self) -> list[BotUttered]:
@@ -196,6 +237,7 @@ class TurnResult:
 class EngineSettings:
     max_predictions: int = 10
     failure_response: str | None = "utter_default"
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
 
 
 class DialogueEngine:
@@ -225,12 +267,24 @@ class DialogueEngine:
 
     def on_user_message(self, conv: Conversation, user: UserUttered, now: float) -> TurnResult:
         result = TurnResult()
+        self._message(conv, result, user, now)
+        self._drain(conv, result, now)
+        return result
+
+    def _message(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        user: UserUttered,
+        now: float,
+        *,
+        despite_pause: bool = False,
+    ) -> None:
         self._start_session_if_due(conv, result, now)
         self._record(conv, result, [user])
-        intent = (user.parse_data.get("intent") or {}).get("name")
-        if conv.state.paused and intent != RESTART_INTENT:
+        if not despite_pause and not self._handles(conv):
             result.turn_complete = True
-            return result
+            return
         if conv.pending is not None:
             logger.warning(
                 "user spoke while %s was pending: its answer will be ignored", conv.pending.action
@@ -240,9 +294,17 @@ class DialogueEngine:
         self._record(conv, result, list(extraction.events))
         if extraction.custom_actions:
             self._request_extraction(conv, result, list(extraction.custom_actions), now, user)
-            return result
-        self._predict_and_run(conv, result, now, user.input_channel)
-        return result
+            return
+        self._predict_and_run(
+            conv, result, now, user.input_channel, after_user=True, despite_pause=despite_pause
+        )
+
+    @staticmethod
+    def _handles(conv: Conversation) -> bool:
+        """Rasa's `_should_handle_message`: not paused, or the user restarts."""
+        message = conv.state.latest_message or {}
+        intent = (message.get("intent") or {}).get("name")
+        return not conv.state.paused or intent in (RESTART_INTENT, SESSION_START_INTENT)
 
     def _request_extraction(
         self,
@@ -285,21 +347,117 @@ class DialogueEngine:
         Rasa, validity is checked before a new session starts, so a reminder outliving the
         session still fires (Rasa drops it silently).
         """
+        despite_pause = False
         if reminder is not None:
             reason = self._stale_reminder(conv, reminder, kill_on_user_msg)
             if reason is not None:
                 logger.info("reminder %s dropped: %s", reminder, reason)
                 return TurnResult(dropped=reason)
+            if conv.state.paused:
+                mode = self.settings.handoff.reminders_while_paused
+                why = f"the conversation is paused (reminders_while_paused: {mode})"
+                if mode == "dropped":
+                    logger.info("reminder %s dropped: %s", reminder, why)
+                    return TurnResult(dropped=why)
+                if mode == "deferred":
+                    logger.info("reminder %s deferred: %s", reminder, why)
+                    conv.deferred.append(
+                        {
+                            "intent": intent,
+                            "entities": entities,
+                            "reminder": reminder,
+                            "kill_on_user_msg": kill_on_user_msg,
+                            "channel": channel,
+                        }
+                    )
+                    return TurnResult(deferred=why)
+                despite_pause = True
+        result = TurnResult()
+        user = self._external(conv, intent, entities, now, channel)
+        self._message(conv, result, user, now, despite_pause=despite_pause)
+        self._drain(conv, result, now)
+        return result
+
+    @staticmethod
+    def _external(
+        conv: Conversation,
+        intent: str,
+        entities: list[dict[str, Any]] | dict[str, Any],
+        now: float,
+        channel: str | None,
+    ) -> UserUttered:
         if isinstance(entities, dict):
             entities = [{"entity": k, "value": v} for k, v in entities.items()]
-        user = UserUttered(
+        return UserUttered(
             timestamp=now,
             text=f"EXTERNAL: {intent}",
             parse_data={"intent": {"name": intent, "confidence": 1.0}, "entities": entities},
             input_channel=channel or conv.state.latest_input_channel,
             metadata={"is_external": True},
         )
-        return self.on_user_message(conv, user, now)
+
+    def _drain(self, conv: Conversation, result: TurnResult, now: float) -> None:
+        """Run the deferred reminders, in order, once the conversation has resumed and the
+        turn waits on nothing; each is judged valid (Rasa's rules) only now."""
+        while conv.deferred and conv.pending is None and not conv.state.paused:
+            item = conv.deferred.pop(0)
+            name = item["reminder"]
+            reason = self._stale_reminder(conv, name, bool(item["kill_on_user_msg"]))
+            if reason is not None:
+                logger.info("deferred reminder %s dropped: %s", name, reason)
+                continue
+            logger.info("deferred reminder %s fires after the handoff", name)
+            user = self._external(conv, item["intent"], item["entities"], now, item["channel"])
+            self._message(conv, result, user, now)
+
+    def on_handoff_timer(
+        self,
+        conv: Conversation,
+        timer: str,
+        now: float,
+        *,
+        started_at: float | None = None,
+        channel: str | None = None,
+    ) -> TurnResult:
+        """A handoff timer fired (`queue`: nobody claimed the conversation; `agent_silence`:
+        the agent said nothing for too long). Unless stale (`TurnResult.dropped`), the
+        configured action runs, the conversation resumes and the bot listens."""
+        reason = stale_timer(conv.handoff, timer, started_at)
+        if reason is not None:
+            logger.info("handoff timer %s dropped: %s", timer, reason)
+            return TurnResult(dropped=reason)
+        config = self.settings.handoff
+        action = config.on_queue_timeout if timer == QUEUE else config.on_agent_silence
+        if action and not self.domain.is_known_action(action) and not is_local(action, self.domain):
+            logger.warning("handoff %s outcome %s: no such action in the domain", timer, action)
+            action = None
+        result = TurnResult()
+        channel = channel or conv.state.latest_input_channel
+        prediction = Prediction(action or ACTION_LISTEN, 1.0, HANDOFF_POLICY)
+        if action and not self._runs_locally(action):
+            key = f"{conv.conversation_id}\0{conv.seq}\0{timer}\0{action}".encode()
+            conv.pending = PendingAction(
+                hashlib.sha256(key).hexdigest()[:40],
+                action,
+                prediction,
+                now,
+                channel,
+                resume_after=True,
+            )
+            result.action_requests.append(conv.pending)
+            return result
+        if action:
+            ctx = ActionContext(conv.state, conv.events, self.domain, self.renderer, channel, now)
+            self._record(conv, result, [self._executed(prediction, now), *run_local(action, ctx)])
+        self._resume_and_listen(conv, result, now)
+        self._drain(conv, result, now)
+        return result
+
+    def _resume_and_listen(self, conv: Conversation, result: TurnResult, now: float) -> None:
+        if conv.state.paused:
+            self._record(conv, result, [ConversationResumed(timestamp=now)])
+        self._record(conv, result, [self._executed(Prediction(ACTION_LISTEN, 1.0, None), now)])
+        result.turn_complete = True
 
     @staticmethod
     def _stale_reminder(conv: Conversation, name: str, kill_on_user_msg: bool) -> str | None:
@@ -333,12 +491,29 @@ class DialogueEngine:
             logger.info("action result %s answers nothing pending: ignored", request_id)
             return result
         conv.pending = None
+        self._action_result(conv, result, pending, status, events, responses, now, error)
+        self._drain(conv, result, now)
+        return result
+
+    def _action_result(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        pending: PendingAction,
+        status: str,
+        events: Sequence[Event],
+        responses: Sequence[dict[str, Any]],
+        now: float,
+        error: str | None,
+    ) -> None:
         if pending.loop is not None:
             self._resume_form(conv, result, pending, status, events, responses, now, error)
-            return result
+            return
         if pending.extract is not None:
             self._extraction_result(conv, result, pending, status, events, responses, now)
-            return result
+            return
+        if pending.handoff_reason is not None:
+            events = with_reason(events, pending.handoff_reason)
         p = pending.prediction
         if status == "success":
             self._record(conv, result, list(p.events))
@@ -352,11 +527,16 @@ class DialogueEngine:
                 timestamp=now, name=pending.action, policy=p.policy, confidence=p.confidence
             )
             self._record(conv, result, [rejected])
+        elif pending.resume_after:
+            logger.error("handoff outcome %s %s: %s", pending.action, status, error or "")
+            self._record(conv, result, [self._failed(pending, status, error, now)])
         else:
             self._fail(conv, result, pending, status, error, now)
-            return result
+            return
+        if pending.resume_after:  # a handoff timer's outcome: the bot takes over again
+            self._resume_and_listen(conv, result, now)
+            return
         self._predict_and_run(conv, result, now, pending.channel)
-        return result
 
     def on_agent_command(
         self,
@@ -367,26 +547,38 @@ class DialogueEngine:
         *,
         text: str | None = None,
         followup_action: str | None = None,
+        assignee: str | None = None,
     ) -> TurnResult:
-        """A human agent's message or hand-back (the console's commands reach the dialogue
-        worker as inputs like any other). `reply` records `agent` (Rasa's AgentUttered, with
-        the agent's id in `data`): it passes through to the user whether or not the
-        conversation is paused. `hand_back` records `resume`, and with a follow-up action
-        runs it (then the bot carries on); without one the bot waits for the user. Other
-        commands (claim, notes, ...) belong to the console and change nothing here."""
+        """A human agent's command (the console's commands reach the dialogue worker as inputs
+        like any other). `reply` records `agent` (Rasa's AgentUttered, with the agent's id in
+        `data`): it passes through to the user whether or not the conversation is paused.
+        Every other command records `agent_action` with the agent's id; `hand_back` also
+        records `resume` and, with a follow-up action, runs it (then the bot carries on;
+        without one the bot waits for the user); `resolve` records `resume` when still
+        paused. `claim`, `assign` and `note` change nothing in the dialogue (the handoff
+        timers follow them). Deferred reminders fire once the conversation resumes."""
         result = TurnResult()
         if command == "reply":
             agent = AgentUttered(timestamp=now, text=text, data={"agent_id": agent_id})
             self._record(conv, result, [agent])
             return result
+        action = AgentAction(
+            timestamp=now,
+            command=cast(AgentCommand, command),
+            agent_id=agent_id,
+            text=text,
+            assignee=assignee,
+        )
+        self._record(conv, result, [action])
         if command == "hand_back":
             self._record(conv, result, [ConversationResumed(timestamp=now)])
             if followup_action and self.domain.is_known_action(followup_action):
                 self._record(conv, result, [FollowupAction(timestamp=now, name=followup_action)])
                 channel = conv.state.latest_input_channel
                 self._predict_and_run(conv, result, now, channel)
-            return result
-        logger.info("agent %s: %s changes nothing in the dialogue", agent_id, command)
+        elif command == "resolve" and conv.state.paused:
+            self._record(conv, result, [ConversationResumed(timestamp=now)])
+        self._drain(conv, result, now)
         return result
 
     def _extraction_result(
@@ -420,7 +612,7 @@ class DialogueEngine:
                 conv, result, list(pending.extract), now, channel=pending.channel
             )
             return
-        self._predict_and_run(conv, result, now, pending.channel)
+        self._predict_and_run(conv, result, now, pending.channel, after_user=True)
 
     def resume(self, conv: Conversation, now: float, channel: str | None = None) -> TurnResult:
         """Predict and run actions from the conversation as it stands: after events recorded
@@ -432,12 +624,36 @@ class DialogueEngine:
     # -- the loop -------------------------------------------------------------------------
 
     def _predict_and_run(
-        self, conv: Conversation, result: TurnResult, now: float, channel: str | None
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        now: float,
+        channel: str | None,
+        *,
+        after_user: bool = False,
+        despite_pause: bool = False,
+        handoff_reason: str | None = None,
     ) -> None:
+        """Predict and run until the bot listens, waits on a custom action or is paused.
+        `after_user`: the user just spoke (the handoff triggers apply); `handoff_reason`:
+        hand off first, for that reason; `despite_pause`: a reminder delivered while paused."""
+        forced = handoff_reason
         for count in range(self.settings.max_predictions + 1):
+            if not despite_pause and not self._handles(conv):
+                # Paused by the last action: the bot stops predicting (as Rasa) and listens.
+                listen = self._executed(Prediction(ACTION_LISTEN, 1.0, None), now)
+                self._record(conv, result, [listen])
+                result.turn_complete = True
+                return
+            reason = forced or (self._handoff_trigger(conv) if after_user and not count else None)
+            forced = None
             if count == self.settings.max_predictions:
                 logger.warning("%s: %d actions in one turn, listening", conv.conversation_id, count)
                 prediction = Prediction(ACTION_LISTEN, 1.0, None)
+                reason = None
+            elif reason is not None:
+                logger.info("%s: handing off (%s)", conv.conversation_id, reason)
+                prediction = Prediction(HANDOFF_ACTION, 1.0, HANDOFF_POLICY)
             else:
                 prediction = self._next(conv)
             name = prediction.action
@@ -457,18 +673,55 @@ class DialogueEngine:
                 ctx = ActionContext(
                     conv.state, conv.events, self.domain, self.renderer, channel, now
                 )
-                produced = run_local(name, ctx)
+                if name == HANDOFF_ACTION and reason is not None:
+                    produced = handoff(ctx, reason)
+                else:
+                    produced = run_local(name, ctx)
                 self._record(conv, result, [*prediction.events, self._executed(prediction, now)])
                 self._record(conv, result, produced)
                 if name == ACTION_SESSION_START:  # it ends with action_listen
                     result.turn_complete = True
                     return
+                if self._fallback_ended(name, produced):
+                    forced = "fallback"
                 continue
             key = f"{conv.conversation_id}\0{conv.seq}\0{name}".encode()
             request_id = hashlib.sha256(key).hexdigest()[:40]
-            conv.pending = PendingAction(request_id, name, prediction, now, channel)
+            conv.pending = PendingAction(
+                request_id,
+                name,
+                prediction,
+                now,
+                channel,
+                handoff_reason=reason if name == HANDOFF_ACTION else None,
+            )
             result.action_requests.append(conv.pending)
             return
+
+    def _handoff_trigger(self, conv: Conversation) -> str | None:
+        """The reason to hand off right after the user's message, if a trigger applies:
+        a request intent (`requested`) or an NLU confidence below the threshold."""
+        config = self.settings.handoff
+        intent = (conv.state.latest_message or {}).get("intent") or {}
+        if intent.get("name") in config.request_intents:
+            return "requested"
+        confidence = intent.get("confidence")
+        threshold = config.low_confidence
+        if threshold is not None and isinstance(confidence, int | float) and confidence < threshold:
+            return "low_confidence"
+        return None
+
+    def _fallback_ended(self, name: str, produced: Sequence[Event]) -> bool:
+        """Whether the bot just gave up (the default fallback, or the two-stage fallback's
+        end without a clarified intent) and the configuration hands off then."""
+        if not self.settings.handoff.on_fallback:
+            return False
+        if name == DEFAULT_FALLBACK:
+            return True
+        return name == TWO_STAGE_FALLBACK and (
+            any(isinstance(e, UserUtteranceReverted) for e in produced)
+            and not any(isinstance(e, UserUttered) for e in produced)
+        )
 
     def _with_prediction_events(
         self, conv: Conversation, prediction: Prediction
@@ -567,6 +820,7 @@ class DialogueEngine:
     def _record(self, conv: Conversation, result: TurnResult, events: Sequence[Event]) -> None:
         for event in events:
             conv.state = apply(conv.state, event, conv.events, self._defaults, conv.anchor)
+            conv.handoff = advance(conv.handoff, event) if conv.state.paused else None
             conv.events.append(event)
             result.new_events.append(event)
 
@@ -624,10 +878,19 @@ class DialogueEngine:
         if response and self.renderer.has(response):
             bot = self.renderer.utter(response, conv.state.slots, pending.channel, now)
             events += [bot] if bot is not None else []
+        events.append(self._failed(pending, status, error, now))
+        self._record(conv, result, events)
+        if self.settings.handoff.on_action_failure and pending.action != HANDOFF_ACTION:
+            self._predict_and_run(
+                conv, result, now, pending.channel, handoff_reason="action_failure"
+            )
+            return
+        self._record(conv, result, [self._executed(Prediction(ACTION_LISTEN, 1.0, None), now)])
+        result.turn_complete = True
+
+    @staticmethod
+    def _failed(pending: PendingAction, status: str, error: str | None, now: float) -> ActionFailed:
         reason: Literal["failed", "timeout", "not_found"] = (
             "timeout" if status == "timeout" else "not_found" if status == "not_found" else "failed"
         )
-        events.append(ActionFailed(timestamp=now, name=pending.action, reason=reason, error=error))
-        self._record(conv, result, events)
-        self._record(conv, result, [self._executed(Prediction(ACTION_LISTEN, 1.0, None), now)])
-        result.turn_complete = True
+        return ActionFailed(timestamp=now, name=pending.action, reason=reason, error=error)

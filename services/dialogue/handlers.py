@@ -8,7 +8,9 @@ write them to the archive (idempotent on sender id + seq), then publish:
 - `parley.outbound`: the turn's bot messages, `turn_complete` when the bot listens again;
 - `parley.events`: every new event as Rasa's event-broker record;
 - `parley.actions`: the custom action the turn waits for, with Rasa's webhook payload;
-- `parley.scheduler`: reminders scheduled and cancelled.
+- `parley.scheduler`: reminders scheduled and cancelled, and the handoff timers the turn's
+  events start or cancel (`handoff.timer_commands`, from the handoff status before the input,
+  which the input's record keeps so a redelivery derives the same requests).
 
 Idempotency: the snapshot remembers, for the last inputs, which events they produced. An input
 seen before changes nothing; its publications are derived again from the stored events and
@@ -23,6 +25,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.envelopes import (
@@ -31,6 +34,7 @@ from schemas.envelopes import (
     BotMessage,
     ConsoleCommand,
     ExternalTrigger,
+    HandoffTimerRequest,
     OutboundMessage,
     ParsedUserMessage,
     ReminderCancelRequest,
@@ -50,6 +54,7 @@ from services.common.bus import Publication, RawMessage
 from services.common.clock import Clock
 from services.dialogue.engine import Conversation, DialogueEngine, PendingAction, TurnResult
 from services.dialogue.forms import with_provisional
+from services.dialogue.handoff import HandoffStatus, timer_commands
 from services.dialogue.store.ports import Archive, HotStore
 from services.dialogue.store.rebuild import load_or_rebuild
 from services.dialogue.tracker import (
@@ -81,6 +86,7 @@ class InputRecord:
     complete: bool
     channel: str | None
     in_reply_to: str | None
+    handoff: dict[str, Any] | None = None  # the handoff status before the input
 
 
 class DialogueService:
@@ -162,12 +168,20 @@ class DialogueService:
             state = replay(events, self._defaults)
         pending = snapshot.get("pending")
         conv = Conversation(
-            cid, events, state, PendingAction.from_json(pending) if pending else None, base, anchor
+            cid,
+            events,
+            state,
+            PendingAction.from_json(pending) if pending else None,
+            base,
+            anchor,
+            HandoffStatus.from_json(snapshot.get("handoff")),
+            list(snapshot.get("deferred") or []),
         )
+        before = snapshot.get("handoff")
         now = self.clock.now().timestamp()
         result, channel, reply_to = self._run(conv, message, now)
         new = self._dicts(result.new_events)
-        record = InputRecord(seq, seq + len(new), result.turn_complete, channel, reply_to)
+        record = InputRecord(seq, seq + len(new), result.turn_complete, channel, reply_to, before)
         inputs[message.message_id] = record.__dict__
         if len(inputs) > REMEMBERED_INPUTS:
             for key in list(inputs)[: len(inputs) - REMEMBERED_INPUTS]:
@@ -177,6 +191,8 @@ class DialogueService:
             "tracker": conv.state.to_json(),
             "pending": conv.pending.to_json() if conv.pending else None,
             "inputs": inputs,
+            "handoff": conv.handoff.to_json() if conv.handoff else None,
+            "deferred": conv.deferred,
         }
         await self.hot.append(cid, seq, new, new_snapshot)
         await self.archive.write(cid, seq, new)
@@ -204,6 +220,17 @@ class DialogueService:
                     message.error,
                 )
                 return result, channel, message.correlation_id
+            case ExternalTrigger(source="handoff_timer"):
+                channel = message.output_channel or conv.state.latest_input_channel
+                entities = message.entities if isinstance(message.entities, dict) else {}
+                result = self.engine.on_handoff_timer(
+                    conv,
+                    str(entities.get("timer")),
+                    now,
+                    started_at=message.scheduled_at,
+                    channel=channel,
+                )
+                return result, channel, message.correlation_id
             case ExternalTrigger():
                 channel = message.output_channel or conv.state.latest_input_channel
                 result = self.engine.on_external_trigger(
@@ -225,6 +252,7 @@ class DialogueService:
                     now,
                     text=message.text,
                     followup_action=message.followup_action,
+                    assignee=message.assignee,
                 )
                 return result, channel, message.correlation_id
 
@@ -313,11 +341,41 @@ class DialogueService:
                         ),
                     )
                 )
+        out += self._timer_requests(cid, record, new_events)
         pending = snapshot.get("pending")
         # the pending request is this input's only if no later input has been stored since
         if pending and not record.complete and record.end == seq:
             request = self._action_request(cid, events, snapshot, record.in_reply_to)
             out.append(Publication(Topic.ACTIONS, request))
+        return out
+
+    def _timer_requests(
+        self, cid: str, record: InputRecord, new_events: Sequence[Event]
+    ) -> list[Publication]:
+        """The handoff timers the input's events start or cancel. Due times and `sent_at`
+        (the trigger's `scheduled_at`, which tells a stale firing) come from the events'
+        timestamps, so a redelivery derives the same requests."""
+        before = HandoffStatus.from_json(record.handoff)
+        config = self.engine.settings.handoff
+        out: list[Publication] = []
+        for command in timer_commands(before, new_events, config):
+            index = record.start + command.index
+            due = command.due_at
+            out.append(
+                Publication(
+                    Topic.SCHEDULER,
+                    HandoffTimerRequest(
+                        conversation_id=cid,
+                        message_id=message_id(cid, index, "handoff", command.action, command.timer),
+                        correlation_id=record.in_reply_to,
+                        sent_at=datetime.fromtimestamp(command.started_at, UTC),
+                        action=command.action,
+                        timer=command.timer,
+                        due_at=None if due is None else datetime.fromtimestamp(due, UTC),
+                        reason=command.reason,
+                    ),
+                )
+            )
         return out
 
     def _action_request(

@@ -2,6 +2,7 @@
 
 It reads the bot project (domain, stories, rules, config), loads the policy ensemble from the
 model archive (`--model` / `PARLEY_DIALOGUE_MODEL`; trained at start when none is given),
+reads the handoff settings once from `endpoints.yml`'s `handoff:` section (docs/handoff.md),
 opens the tracker store (Redis + SQL archive, migrated at start), subscribes to
 `parley.dialogue`, and serves `/health/live` and `/health/ready`. Settings: `PARLEY_DIALOGUE_*`
 (this module) and `PARLEY_STORE_*` / `REDIS_URL` / `DATABASE_URL` (the store).
@@ -32,6 +33,7 @@ from services.dialogue.domain_dict import domain_as_dict
 from services.dialogue.engine import DialogueEngine, EngineSettings, Predictor
 from services.dialogue.handlers import DialogueService
 from services.dialogue.store.migrate import migrate
+from services.dialogue.store.ports import HotStore
 from services.dialogue.store.redis_store import RedisHotStore
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.store.sql_archive import SqlArchive
@@ -73,8 +75,17 @@ class DialogueWorker(lifecycle.ConsumingWorker):
     """The worker's parts, wired: engine, stores, bus subscription, health."""
 
     def __init__(
-        self, settings: DialogueSettings, store: StoreSettings, bus: Bus, project: Project
+        self,
+        settings: DialogueSettings,
+        store: StoreSettings,
+        bus: Bus,
+        project: Project,
+        *,
+        hot: HotStore | None = None,
+        predictor: Predictor | None = None,
     ) -> None:
+        """`hot` replaces Redis (the embedded mode keeps trackers in memory, rebuilt from the
+        SQLite archive after a restart); `predictor` a policy ensemble already loaded."""
         if not store.database_url:
             raise ValueError(
                 "the dialogue worker needs the SQL archive: set DATABASE_URL "
@@ -85,12 +96,14 @@ class DialogueWorker(lifecycle.ConsumingWorker):
         self.bus = bus
         self.project = project
         self.database_url = store.database_url
-        self.hot = RedisHotStore(store.redis_url, store.key_prefix, store.expire_s)
+        self.hot: HotStore = hot or RedisHotStore(store.redis_url, store.key_prefix, store.expire_s)
         self.archive = SqlArchive(self.database_url)
         engine = DialogueEngine(
             project.domain,
-            build_predictor(project, settings.model),
-            settings=EngineSettings(settings.max_predictions, settings.failure_response),
+            predictor or build_predictor(project, settings.model),
+            settings=EngineSettings(
+                settings.max_predictions, settings.failure_response, project.endpoints.handoff
+            ),
             rng=random.Random(settings.seed),
         )
         self.service = DialogueService(

@@ -322,7 +322,7 @@ async def test_agent_replies_pass_through_a_paused_conversation(
     assert event["data"] == {"agent_id": "ada"}
     back = await service.handle(command("hand_back", "a2", followup_action="utter_greet"))
     events = [json.loads(m.value)["event"] for m in on(Topic.EVENTS, back)]
-    assert events[:2] == ["resume", "followup"]
+    assert events[:3] == ["agent_action", "resume", "followup"]
     assert [m.text for m in on(Topic.OUTBOUND, back)[0].messages] == ["Hello!"]
     again = await service.handle(said("greet", "m3"))
     assert [m.text for m in on(Topic.OUTBOUND, again)[0].messages] == ["Hello!"]
