@@ -17,6 +17,7 @@ from services.dialogue.store.db_cli import add_db_command
 from services.dialogue.test_stories_cli import add_test_stories
 from services.dialogue.visualize_cli import add_visualize_command
 from services.dialogue.worker_cli import add_worker_dialogue
+from services.gateway.run_cli import add_run_commands
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_actions(workers)
     add_worker_scheduler(workers)
     add_worker_dialogue(workers)
+    add_run_commands(commands, workers)
     return parser
 
 

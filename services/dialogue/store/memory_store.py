@@ -16,6 +16,12 @@ class MemoryHotStore:
         self.data: dict[str, StoredTracker] = {}
         self.replaced: list[str] = []
 
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to disconnect from."""
+
     async def load(self, conversation_id: str, start: int = 0) -> StoredTracker | None:
         stored = self.data.get(conversation_id)
         if stored is None:

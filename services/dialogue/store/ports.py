@@ -118,6 +118,14 @@ class HotStore(Protocol):
         """Forget the conversation (a no-op when it is not stored)."""
         ...
 
+    async def start(self) -> None:
+        """Connect (and check the server answers)."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...
+
 
 class Archive(Protocol):
     """Every event of every conversation (SQL), for rebuilds, analytics and the console."""

@@ -1,0 +1,136 @@
+"""Rasa's HTTP API, the compatible subset Parley serves (and documents in OpenAPI).
+
+Conversations are read from the SQL archive; every change goes to the dialogue worker as an
+input on `parley.dialogue` (it owns the conversation), and the answer waits for that input's
+turn to complete, as Rasa's synchronous API does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from schemas.envelopes import ExternalTrigger, new_message_id
+from schemas.topics import Topic
+from services.common.correlation import correlated
+from services.dialogue.tracker import Verbosity
+from services.gateway.deps import GatewayDeps
+from services.gateway.errors import ApiError
+from services.version import RASA_COMPATIBLE_VERSION, VERSION
+
+logger = logging.getLogger(__name__)
+
+
+class TriggerIntent(BaseModel):
+    """Rasa's `trigger_intent` body."""
+
+    name: str = Field(min_length=1)
+    entities: dict[str, Any] | list[dict[str, Any]] | None = None
+
+
+class ParseBody(BaseModel):
+    text: str = Field(max_length=1_000_000)
+    message_id: str | None = None
+
+
+def _verbosity(value: str) -> Verbosity:
+    try:
+        return Verbosity[value.upper()]
+    except KeyError as exc:
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"include_events={value!r}: one of {', '.join(v.name for v in Verbosity)}",
+        ) from exc
+
+
+def api_router(deps: GatewayDeps) -> APIRouter:
+    router = APIRouter(tags=["http-api"])
+
+    @router.get("/version", summary="Versions (Rasa's shape, plus Parley's)")
+    async def version() -> dict[str, str]:
+        return {
+            "version": RASA_COMPATIBLE_VERSION,
+            "minimum_compatible_version": "3.0.0",
+            "parley": VERSION,
+        }
+
+    @router.get("/health", summary="Liveness: the gateway answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready", summary="Readiness: the bus and the stores answer (503 if not)")
+    async def ready() -> JSONResponse:
+        body = await deps.readiness()
+        return JSONResponse(body, 200 if body["ready"] else 503)
+
+    @router.get("/status", summary="The loaded model (Rasa's shape)")
+    async def status(request: Request) -> dict[str, Any]:
+        deps.require(request, "admin", "agent")
+        body: dict[str, Any] = {"model_file": None, "model_id": None, "num_active_training_jobs": 0}
+        if deps.parser is not None:
+            body.update(deps.parser.status())
+        return body
+
+    @router.get("/conversations/{conversation_id}/tracker", summary="A conversation's tracker")
+    async def tracker(
+        conversation_id: str,
+        request: Request,
+        include_events: str = Query(
+            "AFTER_RESTART", description="ALL, AFTER_RESTART, APPLIED or NONE"
+        ),
+    ) -> dict[str, Any]:
+        deps.require(request, "admin", "agent", "user", conversation_id=conversation_id)
+        return await deps.trackers.tracker(conversation_id, _verbosity(include_events))
+
+    @router.post(
+        "/conversations/{conversation_id}/trigger_intent",
+        summary="Trigger an intent as if the user sent it (`EXTERNAL: <intent>`)",
+    )
+    async def trigger_intent(
+        conversation_id: str,
+        body: TriggerIntent,
+        request: Request,
+        output_channel: str | None = Query(None, description="a channel name, or 'latest'"),
+        include_events: str = Query("AFTER_RESTART"),
+    ) -> dict[str, Any]:
+        deps.require(request, "admin", "agent")
+        verbosity = _verbosity(include_events)
+        message_id = new_message_id()
+        waiter = deps.hub.expect(conversation_id, message_id)
+        with correlated(conversation_id, message_id):
+            await deps.publish(
+                Topic.DIALOGUE,
+                ExternalTrigger(
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    correlation_id=message_id,
+                    sent_at=deps.clock.now(),
+                    source="api",
+                    intent=body.name,
+                    entities=body.entities or [],
+                    output_channel=None if output_channel in (None, "latest") else output_channel,
+                ),
+            )
+            if not await deps.hub.wait(waiter, deps.settings.reply_timeout_s):
+                logger.warning("trigger_intent %s: turn not complete in time", body.name)
+        return {
+            "tracker": await deps.trackers.tracker(conversation_id, verbosity),
+            "messages": waiter.messages,
+        }
+
+    @router.post("/model/parse", summary="Parse a text with the loaded NLU model")
+    async def parse(body: ParseBody, request: Request) -> dict[str, Any]:
+        deps.require(request, "admin", "agent", "user")
+        if deps.parser is None:
+            raise ApiError(409, "Conflict", "no NLU model is loaded in this gateway")
+        try:
+            return await deps.parser.parse(body.text, body.message_id)
+        except LookupError as exc:
+            raise ApiError(409, "Conflict", str(exc)) from exc
+
+    return router

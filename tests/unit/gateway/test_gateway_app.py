@@ -1,0 +1,351 @@
+"""The gateway's channels and HTTP API over a fake dialogue (a publish that answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from schemas.envelopes import (
+    BotMessage,
+    Envelope,
+    ExternalTrigger,
+    OutboundMessage,
+    UserMessage,
+)
+from schemas.project.domain import Domain
+from schemas.topics import Topic
+from services.dialogue.store.migrate import migrate
+from services.dialogue.store.sql_archive import SqlArchive
+from services.gateway.adapters import ArchiveTrackers
+from services.gateway.app import OPENAPI_FILE, create_app, render_openapi
+from services.gateway.auth import Authenticator
+from services.gateway.deps import GatewayDeps
+from services.gateway.openapi_app import documented_app
+from services.gateway.replies import ReplyHub
+from services.gateway.settings import GatewaySettings
+from tests.support.clock import FakeClock
+
+SECRET = "s3cret-for-tests-only-0123456789abcdef"
+
+
+class FakeDialogue:
+    """Records publications; answers each user message / trigger with one bot message,
+    split over two batches (the second marks the turn complete)."""
+
+    def __init__(self, hub: ReplyHub, clock: FakeClock) -> None:
+        self.hub = hub
+        self.clock = clock
+        self.published: list[tuple[Topic, Envelope]] = []
+        self.silent = False
+
+    async def publish(self, topic: Topic, message: Envelope) -> None:
+        self.published.append((topic, message))
+        if self.silent:
+            return
+        text = message.text if isinstance(message, UserMessage) else None
+        if isinstance(message, ExternalTrigger):
+            text = f"EXTERNAL: {message.intent}"
+        for index, part in enumerate(("you said", text)):
+            await self.hub.handle(
+                OutboundMessage(
+                    conversation_id=message.conversation_id,
+                    sent_at=self.clock.now(),
+                    messages=[BotMessage(text=f"{part}")],
+                    in_reply_to=message.message_id,
+                    turn_complete=index == 1,
+                )
+            )
+
+    async def proactive(self, cid: str, text: str, source: str = "bot") -> None:
+        await self.hub.handle(
+            OutboundMessage(
+                conversation_id=cid,
+                sent_at=self.clock.now(),
+                messages=[BotMessage(text=text)],
+                source=source,  # type: ignore[arg-type]
+                turn_complete=False,
+            )
+        )
+
+
+class FakeParser:
+    async def parse(self, text: str, message_id: str | None = None) -> dict[str, Any]:
+        return {"text": text, "intent": {"name": "greet", "confidence": 0.9}, "entities": []}
+
+    def status(self) -> dict[str, Any]:
+        return {"model_file": "m.tar.gz", "model_id": "m"}
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Iterator[SqlArchive]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
+    asyncio.run(migrate(url))
+    archive = SqlArchive(url)
+    asyncio.run(archive.start())
+    events = [
+        {"event": "action", "timestamp": 1.0, "name": "action_session_start"},
+        {"event": "session_started", "timestamp": 1.0},
+        {"event": "action", "timestamp": 1.0, "name": "action_listen"},
+        {
+            "event": "user",
+            "timestamp": 2.0,
+            "text": "hi",
+            "parse_data": {"intent": {"name": "greet", "confidence": 0.97}, "entities": []},
+        },
+        {"event": "slot", "timestamp": 2.0, "name": "name", "value": "Ada"},
+    ]
+    asyncio.run(archive.write("alice", 0, events))
+    yield archive
+
+
+def build(
+    archive: SqlArchive, **settings: Any
+) -> tuple[TestClient, FakeDialogue, Authenticator, ReplyHub]:
+    clock = FakeClock()
+    hub = ReplyHub()
+    fake = FakeDialogue(hub, clock)
+    config = GatewaySettings(reply_timeout_s=0.5, **settings)
+    auth = Authenticator(
+        clock,
+        auth_token=config.auth_token.get_secret_value() if config.auth_token else None,
+        jwt_secret=config.jwt_secret.get_secret_value() if config.jwt_secret else None,
+        allow_query_token=config.allow_query_token,
+    )
+    domain = Domain()
+    deps = GatewayDeps(
+        settings=config,
+        clock=clock,
+        publish=fake.publish,
+        hub=hub,
+        trackers=ArchiveTrackers(archive, {"name": None}),
+        auth=auth,
+        domain=domain,
+        parser=FakeParser(),
+        archive=archive,
+    )
+    return TestClient(create_app(deps)), fake, auth, hub
+
+
+def test_rest_webhook_answers_the_whole_turn_in_rasas_shape(archive: SqlArchive) -> None:
+    client, fake, _, _ = build(archive)
+    response = client.post(
+        "/webhooks/rest/webhook", json={"sender": 42, "message": "hello", "metadata": {"a": 1}}
+    )
+    assert response.status_code == 200
+    assert response.json() == [
+        {"recipient_id": "42", "text": "you said"},
+        {"recipient_id": "42", "text": "hello"},
+    ]
+    [(topic, message)] = fake.published
+    assert topic is Topic.NLU
+    assert isinstance(message, UserMessage)
+    assert (message.conversation_id, message.input_channel, message.metadata) == (
+        "42",
+        "rest",
+        {"a": 1},
+    )
+    assert client.get("/webhooks/rest/").json() == {"status": "ok"}
+
+
+def test_rest_webhook_times_out_with_what_it_has_and_keeps_the_rest(
+    archive: SqlArchive,
+) -> None:
+    client, fake, _, _ = build(archive)
+    fake.silent = True
+    with client:
+        response = client.post("/webhooks/rest/webhook", json={"sender": "bob", "message": "hi"})
+        assert response.status_code == 200
+        assert response.json() == []
+        assert response.headers["X-Parley-Turn"] == "incomplete"
+        # a reminder (or the late rest of the turn) waits for bob's next request or his inbox
+        client.portal.call(fake.proactive, "bob", "Remember to call John!")  # type: ignore[union-attr]
+        assert client.get("/webhooks/rest/inbox/bob").json() == [
+            {"recipient_id": "bob", "text": "Remember to call John!"}
+        ]
+        assert client.get("/webhooks/rest/inbox/bob").json() == []
+
+
+def test_bad_bodies_get_rasas_error_shape(archive: SqlArchive) -> None:
+    client, fake, _, _ = build(archive, max_message_chars=5)
+    response = client.post("/webhooks/rest/webhook", json={"sender": "x"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == "failure" and body["code"] == 400 and body["reason"] == "BadRequest"
+    assert "message" in body["message"]
+    too_long = client.post("/webhooks/rest/webhook", json={"sender": "x", "message": "x" * 6})
+    assert too_long.status_code == 400
+    assert "limit is 5" in too_long.json()["message"]
+    assert fake.published == []
+    assert client.get("/nowhere").json()["reason"] == "NotFound"
+
+
+def test_tracker_is_rasas_current_state_from_the_archive(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive)
+    tracker = client.get("/conversations/alice/tracker").json()
+    assert tracker["sender_id"] == "alice"
+    assert tracker["slots"] == {"name": "Ada"}
+    assert tracker["latest_message"]["intent"]["name"] == "greet"
+    assert [e["event"] for e in tracker["events"]] == [
+        "action",
+        "session_started",
+        "action",
+        "user",
+        "slot",
+    ]
+    none = client.get("/conversations/alice/tracker", params={"include_events": "NONE"}).json()
+    assert none["events"] is None
+    bad = client.get("/conversations/alice/tracker", params={"include_events": "SOME"})
+    assert bad.status_code == 400 and "AFTER_RESTART" in bad.json()["message"]
+    unknown = client.get("/conversations/nobody/tracker").json()
+    assert unknown["events"] == [] and unknown["slots"] == {"name": None}
+
+
+def test_static_token_guards_the_api_but_not_the_channels(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive, auth_token="tok")
+    assert client.get("/conversations/alice/tracker").status_code == 401
+    assert client.get("/conversations/alice/tracker?token=tok").status_code == 401  # no query
+    ok = client.get("/conversations/alice/tracker", headers={"Authorization": "Bearer tok"})
+    assert ok.status_code == 200
+    wrong = client.get("/conversations/alice/tracker", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["reason"] == "NotAuthenticated"
+    assert client.post("/webhooks/rest/webhook", json={"message": "hi"}).status_code == 200
+
+
+def test_query_tokens_only_when_allowed(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive, auth_token="tok", allow_query_token=True)
+    assert client.get("/conversations/alice/tracker?token=tok").status_code == 200
+
+
+def test_jwt_roles_limit_a_user_to_their_own_conversation(archive: SqlArchive) -> None:
+    client, _, auth, _ = build(archive, jwt_secret=SECRET)
+    user = auth.issue("alice", "user")
+    mine = client.get("/conversations/alice/tracker", headers={"Authorization": f"Bearer {user}"})
+    assert mine.status_code == 200
+    other = client.get("/conversations/bob/tracker", headers={"Authorization": f"Bearer {user}"})
+    assert other.status_code == 403 and other.json()["reason"] == "NotAuthorized"
+    trigger = client.post(
+        "/conversations/alice/trigger_intent",
+        json={"name": "greet"},
+        headers={"Authorization": f"Bearer {user}"},
+    )
+    assert trigger.status_code == 403
+    agent = auth.issue("ann", "agent")
+    assert (
+        client.get(
+            "/conversations/bob/tracker", headers={"Authorization": f"Bearer {agent}"}
+        ).status_code
+        == 200
+    )
+    expired = jwt.encode({"sub": "alice", "role": "user", "exp": 1}, SECRET, algorithm="HS256")
+    late = client.get(
+        "/conversations/alice/tracker", headers={"Authorization": f"Bearer {expired}"}
+    )
+    assert late.status_code == 401 and "expired" in late.json()["message"]
+    forged = jwt.encode({"sub": "a", "role": "admin", "exp": 2**40}, "x" * 40, algorithm="HS256")
+    assert (
+        client.get(
+            "/conversations/alice/tracker", headers={"Authorization": f"Bearer {forged}"}
+        ).status_code
+        == 401
+    )
+
+
+def test_channel_auth_requires_the_users_own_token(archive: SqlArchive) -> None:
+    client, _, auth, _ = build(archive, jwt_secret=SECRET, channel_auth=True)
+    body = {"sender": "alice", "message": "hi"}
+    assert client.post("/webhooks/rest/webhook", json=body).status_code == 401
+    bob = auth.issue("bob", "user")
+    assert (
+        client.post(
+            "/webhooks/rest/webhook", json=body, headers={"Authorization": f"Bearer {bob}"}
+        ).status_code
+        == 403
+    )
+    alice = auth.issue("alice", "user")
+    assert (
+        client.post(
+            "/webhooks/rest/webhook", json=body, headers={"Authorization": f"Bearer {alice}"}
+        ).status_code
+        == 200
+    )
+
+
+def test_trigger_intent_publishes_an_external_trigger_and_returns_the_turn(
+    archive: SqlArchive,
+) -> None:
+    client, fake, _, _ = build(archive)
+    response = client.post(
+        "/conversations/alice/trigger_intent?output_channel=latest",
+        json={"name": "remind", "entities": {"person": "John"}},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["messages"][-1]["text"] == "EXTERNAL: remind"
+    assert body["tracker"]["sender_id"] == "alice"
+    [(topic, trigger)] = fake.published
+    assert topic is Topic.DIALOGUE and isinstance(trigger, ExternalTrigger)
+    assert (trigger.source, trigger.intent, trigger.entities, trigger.output_channel) == (
+        "api",
+        "remind",
+        {"person": "John"},
+        None,
+    )
+
+
+def test_parse_status_health_and_version(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive)
+    parsed = client.post("/model/parse", json={"text": "hey"}).json()
+    assert parsed["intent"]["name"] == "greet" and parsed["text"] == "hey"
+    assert client.get("/status").json()["model_file"] == "m.tar.gz"
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/version").json()["version"].startswith("3.")
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_websocket_carries_messages_both_ways_and_proactive_ones(archive: SqlArchive) -> None:
+    client, fake, _, hub = build(archive)
+    with client, client.websocket_connect("/webhooks/websocket/ws") as ws:
+        ws.send_json({"type": "session_request", "sender": "wendy"})
+        assert ws.receive_json() == {"type": "session_confirm", "sender": "wendy"}
+        ws.send_json({"type": "user_message", "message": "hello"})
+        first, second = ws.receive_json(), ws.receive_json()
+        assert first["messages"] == [{"recipient_id": "wendy", "text": "you said"}]
+        assert second["messages"][0]["text"] == "hello" and second["turn_complete"] is True
+        [(_, message)] = fake.published
+        assert isinstance(message, UserMessage) and message.input_channel == "websocket"
+
+        client.portal.call(fake.proactive, "wendy", "an agent here", "agent")  # type: ignore[union-attr]
+        pushed = ws.receive_json()
+        assert pushed["source"] == "agent" and pushed["messages"][0]["text"] == "an agent here"
+
+        ws.send_text("not json")
+        assert ws.receive_json()["type"] == "error"
+        ws.send_json({"type": "typing"})
+        assert "user_message" in ws.receive_json()["message"]
+    assert not hub.connected("wendy")
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    rendered = render_openapi(documented_app())
+    assert OPENAPI_FILE.read_text(encoding="utf-8") == rendered, (
+        "services/gateway/openapi.json is stale: run `make schemas`"
+    )
+    paths = json.loads(rendered)["paths"]
+    for path in (
+        "/webhooks/rest/webhook",
+        "/conversations/{conversation_id}/tracker",
+        "/conversations/{conversation_id}/trigger_intent",
+        "/model/parse",
+        "/status",
+        "/health",
+        "/ready",
+    ):
+        assert path in paths
