@@ -102,7 +102,7 @@ def archive(tmp_path: Path) -> Iterator[SqlArchive]:
         {"event": "slot", "timestamp": 2.0, "name": "name", "value": "Ada"},
     ]
     asyncio.run(archive.write("alice", 0, events))
-    yield archive
+    return archive
 
 
 def build(
@@ -177,7 +177,9 @@ def test_bad_bodies_get_rasas_error_shape(archive: SqlArchive) -> None:
     response = client.post("/webhooks/rest/webhook", json={"sender": "x"})
     assert response.status_code == 400
     body = response.json()
-    assert body["status"] == "failure" and body["code"] == 400 and body["reason"] == "BadRequest"
+    assert body["status"] == "failure"
+    assert body["code"] == 400
+    assert body["reason"] == "BadRequest"
     assert "message" in body["message"]
     too_long = client.post("/webhooks/rest/webhook", json={"sender": "x", "message": "x" * 6})
     assert too_long.status_code == 400
@@ -202,9 +204,11 @@ def test_tracker_is_rasas_current_state_from_the_archive(archive: SqlArchive) ->
     none = client.get("/conversations/alice/tracker", params={"include_events": "NONE"}).json()
     assert none["events"] is None
     bad = client.get("/conversations/alice/tracker", params={"include_events": "SOME"})
-    assert bad.status_code == 400 and "AFTER_RESTART" in bad.json()["message"]
+    assert bad.status_code == 400
+    assert "AFTER_RESTART" in bad.json()["message"]
     unknown = client.get("/conversations/nobody/tracker").json()
-    assert unknown["events"] == [] and unknown["slots"] == {"name": None}
+    assert unknown["events"] == []
+    assert unknown["slots"] == {"name": None}
 
 
 def test_static_token_guards_the_api_but_not_the_channels(archive: SqlArchive) -> None:
@@ -214,7 +218,8 @@ def test_static_token_guards_the_api_but_not_the_channels(archive: SqlArchive) -
     ok = client.get("/conversations/alice/tracker", headers={"Authorization": "Bearer tok"})
     assert ok.status_code == 200
     wrong = client.get("/conversations/alice/tracker", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and wrong.json()["reason"] == "NotAuthenticated"
+    assert wrong.status_code == 401
+    assert wrong.json()["reason"] == "NotAuthenticated"
     assert client.post("/webhooks/rest/webhook", json={"message": "hi"}).status_code == 200
 
 
@@ -229,7 +234,8 @@ def test_jwt_roles_limit_a_user_to_their_own_conversation(archive: SqlArchive) -
     mine = client.get("/conversations/alice/tracker", headers={"Authorization": f"Bearer {user}"})
     assert mine.status_code == 200
     other = client.get("/conversations/bob/tracker", headers={"Authorization": f"Bearer {user}"})
-    assert other.status_code == 403 and other.json()["reason"] == "NotAuthorized"
+    assert other.status_code == 403
+    assert other.json()["reason"] == "NotAuthorized"
     trigger = client.post(
         "/conversations/alice/trigger_intent",
         json={"name": "greet"},
@@ -247,7 +253,8 @@ def test_jwt_roles_limit_a_user_to_their_own_conversation(archive: SqlArchive) -
     late = client.get(
         "/conversations/alice/tracker", headers={"Authorization": f"Bearer {expired}"}
     )
-    assert late.status_code == 401 and "expired" in late.json()["message"]
+    assert late.status_code == 401
+    assert "expired" in late.json()["message"]
     forged = jwt.encode({"sub": "a", "role": "admin", "exp": 2**40}, "x" * 40, algorithm="HS256")
     assert (
         client.get(
@@ -290,7 +297,8 @@ def test_trigger_intent_publishes_an_external_trigger_and_returns_the_turn(
     assert body["messages"][-1]["text"] == "EXTERNAL: remind"
     assert body["tracker"]["sender_id"] == "alice"
     [(topic, trigger)] = fake.published
-    assert topic is Topic.DIALOGUE and isinstance(trigger, ExternalTrigger)
+    assert topic is Topic.DIALOGUE
+    assert isinstance(trigger, ExternalTrigger)
     assert (trigger.source, trigger.intent, trigger.entities, trigger.output_channel) == (
         "api",
         "remind",
@@ -302,12 +310,14 @@ def test_trigger_intent_publishes_an_external_trigger_and_returns_the_turn(
 def test_parse_status_health_and_version(archive: SqlArchive) -> None:
     client, _, _, _ = build(archive)
     parsed = client.post("/model/parse", json={"text": "hey"}).json()
-    assert parsed["intent"]["name"] == "greet" and parsed["text"] == "hey"
+    assert parsed["intent"]["name"] == "greet"
+    assert parsed["text"] == "hey"
     assert client.get("/status").json()["model_file"] == "m.tar.gz"
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/version").json()["version"].startswith("3.")
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
 
 
 def test_websocket_carries_messages_both_ways_and_proactive_ones(archive: SqlArchive) -> None:
@@ -318,13 +328,16 @@ def test_websocket_carries_messages_both_ways_and_proactive_ones(archive: SqlArc
         ws.send_json({"type": "user_message", "message": "hello"})
         first, second = ws.receive_json(), ws.receive_json()
         assert first["messages"] == [{"recipient_id": "wendy", "text": "you said"}]
-        assert second["messages"][0]["text"] == "hello" and second["turn_complete"] is True
+        assert second["messages"][0]["text"] == "hello"
+        assert second["turn_complete"] is True
         [(_, message)] = fake.published
-        assert isinstance(message, UserMessage) and message.input_channel == "websocket"
+        assert isinstance(message, UserMessage)
+        assert message.input_channel == "websocket"
 
         client.portal.call(fake.proactive, "wendy", "an agent here", "agent")  # type: ignore[union-attr]
         pushed = ws.receive_json()
-        assert pushed["source"] == "agent" and pushed["messages"][0]["text"] == "an agent here"
+        assert pushed["source"] == "agent"
+        assert pushed["messages"][0]["text"] == "an agent here"
 
         ws.send_text("not json")
         assert ws.receive_json()["type"] == "error"
