@@ -4,7 +4,10 @@ Each test story is one conversation through a real `DialogueEngine` (in memory):
 
 - a `user:` step's text is parsed by the archive's NLU model (`--model`), and the intent (and
   the entities the story marks) compared with the story's; a step without text, or a run
-  without an NLU model, uses the story's intent and entities (the report says which);
+  without an NLU model, uses the story's intent and entities (the report says which). As in
+  Rasa's `rasa test --e2e`, a wrong intent or missing entity fails the story but does not stop
+  it: the conversation goes on with what the NLU understood, and its actions are compared (a
+  policy may still get them right, e.g. memoization by an end-to-end story's text);
 - the engine predicts and runs actions as the worker does, custom actions included: they run
   in process with the project's action package (`--actions`, default `<project>/actions`),
   with Rasa's webhook payload (Rasa's `rasa test` does not run them);
@@ -18,10 +21,10 @@ the form asks for a slot instead, its `action_listen` is dropped, the loop ends
 (`active_loop: null`, `requested_slot: null`) and predicting resumes — as Rasa's evaluation
 applies the story's own events.
 
-A story stops being compared at its first difference; the actions after it are counted as not
-reached. Writes `failed_test_stories.yml` (the failed stories, Rasa's format: `# predicted:
-<action>` on the failing step) and `story_report.json` (precision, recall and F1 per action,
-stories correct) into `--out`, prints a summary, and exits 1 when a story failed.
+A story stops being compared at its first action (slot, loop) difference; the actions after it
+are counted as not reached. Writes `failed_test_stories.yml` (the failed stories, Rasa's format:
+`# predicted: <action>` on the failing step) and `story_report.json` (precision, recall and F1
+per action, stories correct) into `--out`, prints a summary, and exits 1 when a story failed.
 
 The NLU model and the action package are reached through `StoryBackends` (this service imports
 no other service): `services/story_backends.py` provides the in-process ones.
@@ -127,11 +130,20 @@ class StoryResult:
     listen_before: bool = False  # the difference is an action_listen expected before the step
     not_reached: int = 0  # story actions after the difference
     loops_completed: int = 0  # short-written forms completed as the story says
+    nlu_misses: dict[int, str] = field(default_factory=dict)  # step → "predicted: ..."
     events: list[Event] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.failed_at is None
+        return self.failed_at is None and not self.nlu_misses
+
+    @property
+    def first_difference(self) -> tuple[int, str] | None:
+        """The step and comment of the story's first difference (None if it passed)."""
+        found = dict(self.nlu_misses)
+        if self.failed_at is not None:
+            found.setdefault(self.failed_at, self.comment)
+        return min(found.items(), default=None)
 
 
 class _Failed(Exception):
@@ -235,12 +247,12 @@ class _Play:
             (parsed,) = await nlu.parse([step.text])
             expected = {s.intent for s in alternatives or [step] if s.intent}
             got = (parsed.get("intent") or {}).get("name")
-            if expected and got not in expected:
-                raise self._fail(index, f"predicted: {got}: {step.text}")
             missing = _entity_set(parse["entities"]) - _entity_set(parsed.get("entities") or [])
-            if missing:
+            if expected and got not in expected:
+                self.result.nlu_misses[index] = f"predicted: {got}: {step.text}"
+            elif missing:
                 found = sorted(_entity_set(parsed.get("entities") or []))
-                raise self._fail(index, f"predicted entities: {found}")
+                self.result.nlu_misses[index] = f"predicted entities: {found}"
             parse = parsed
         self.turns += 1
         self.now += 1.0
@@ -507,13 +519,14 @@ def failed_stories_yaml(results: Sequence[StoryResult]) -> str:
         story = result.story
         lines += [f"- story: {story.name} ({story.source.file})", "  steps:"]
         for index, step in enumerate(story.steps):
+            missed = result.nlu_misses.get(index, "")
             if index == result.failed_at and result.listen_before:
                 lines.append(f"  - action: {ACTION_LISTEN}  # {result.comment}")
-                lines += _step_lines(step)
+                lines += _step_lines(step, missed)
             elif index == result.failed_at:
                 lines += _step_lines(step, result.comment)
             else:
-                lines += _step_lines(step)
+                lines += _step_lines(step, missed)
         if result.failed_at == len(story.steps):
             lines.append(f"  - action: {ACTION_LISTEN}  # {result.comment}")
     return "\n".join(lines) + "\n"
@@ -568,11 +581,11 @@ def story_report(results: Sequence[StoryResult], nlu: str) -> dict[str, Any]:
                 "story": r.story.name,
                 "file": str(r.story.source.file),
                 "line": r.story.source.line,
-                "step": r.failed_at,
-                "comment": r.comment,
+                "step": difference[0],
+                "comment": difference[1],
             }
             for r in results
-            if not r.passed
+            if (difference := r.first_difference) is not None
         ],
     }
     return report
