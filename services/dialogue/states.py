@@ -41,6 +41,7 @@ __all__ = [
     "State",
     "UserSubState",
     "choose_last_user_input",
+    "end_to_end_texts",
     "feature_key",
     "prediction_states",
     "slice_states",
@@ -354,6 +355,8 @@ def _user_sub_state(
         wanted = allowed[intent]
         if wanted is not None:
             labels &= wanted
+    # Texts count stripped, as the story reader reads them, so typed spaces do not matter.
+    text = text.strip() if isinstance(text, str) else None
     sub = UserSubState(
         intent=intent if intent and not use_text else None,
         text=text if text and (use_text or use_text is None) else None,
@@ -437,6 +440,11 @@ def training_examples(
         if id(event) in skipped or label is None:
             continue
         yield strip_user_text_if_intent(slice_states(states[:label_index], max_history)), label
+
+
+def end_to_end_texts(states: Sequence[State]) -> set[str]:
+    """The user texts of training states whose user turn has no intent (end-to-end steps)."""
+    return {s.user.text for s in states if s.user and s.user.text and not s.user.intent}
 
 
 def feature_key(states: Sequence[State]) -> str:

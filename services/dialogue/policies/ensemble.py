@@ -137,14 +137,27 @@ class PolicyEnsemble:
 
         Without any listed, Rasa 3's defaults that Parley implements: RulePolicy and
         MemoizationPolicy (Rasa also adds UnexpecTEDIntentPolicy and TEDPolicy).
+
+        TEDPolicy is not implemented. A config that lists it and nothing else Parley builds
+        (a TED-only bot) gets that same default ensemble, the memoization with TED's
+        ``max_history``, so the bot follows its stories (end-to-end steps included) exactly
+        but does not generalise beyond them as TED would.
         """
         policies: list[Policy] = []
         for component in config.policies:
             policy = _policy_from(component)
             if policy is not None:
                 policies.append(policy)
+        ted = next((c for c in config.policies if _short(c.name) == "TEDPolicy"), None)
         if not config.policies:
             policies = [RulePolicy(), MemoizationPolicy()]
+        elif not policies and ted is not None:
+            max_history = _options(ted, {"max_history": int}).get("max_history")
+            logger.warning(
+                "TEDPolicy is not implemented by Parley: RulePolicy and MemoizationPolicy "
+                "stand in for it (the stories are followed exactly, not generalised)"
+            )
+            policies = [RulePolicy(), MemoizationPolicy(max_history=max_history)]
         if not policies:
             raise ValueError(
                 "none of the configured policies is implemented by Parley: "
@@ -289,8 +302,12 @@ def _options(component: Component, known: Mapping[str, type]) -> dict[str, Any]:
     return options
 
 
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
 def _policy_from(component: Component) -> Policy | None:
-    short = component.name.rsplit(".", 1)[-1]
+    short = _short(component.name)
     if short == "RulePolicy":
         return RulePolicy(**_options(component, _RULE_OPTIONS))
     if short == "MemoizationPolicy":

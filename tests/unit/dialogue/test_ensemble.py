@@ -192,7 +192,7 @@ def test_from_config_builds_the_listed_policies_with_their_options(
             Config(policies=(component("MemoizationPolicy", max_history="x"),))
         )
     with pytest.raises(ValueError, match="none of the configured policies"):
-        PolicyEnsemble.from_config(Config(policies=(component("TEDPolicy"),)))
+        PolicyEnsemble.from_config(Config(policies=(component("UnexpecTEDIntentPolicy"),)))
 
 
 # -- the example bots ---------------------------------------------------------------------

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas.events import ActionExecuted, ActiveLoop, Event, SessionStarted, SlotSet, UserUttered
+from schemas.events import (
+    ActionExecuted,
+    ActiveLoop,
+    DefinePrevUserUtteredFeaturization,
+    Event,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from schemas.project.config import Component, Config
 from schemas.project.loader import Project, load_project
+from schemas.project.problems import Source
+from schemas.project.stories import UserStep
+from services.dialogue.model import train_core
 from services.dialogue.policies import (
     MEMOIZATION_POLICY_PRIORITY,
     AugmentedMemoizationPolicy,
     MemoizationPolicy,
     Policy,
+    PolicyEnsemble,
     PolicyPrediction,
+    RulePolicy,
     SupportedData,
 )
+from services.dialogue.test_stories_cli import StoryTester
+from services.dialogue.tracker import replay
 from services.dialogue.training_data import (
     TrainingTracker,
     rule_trackers,
@@ -295,7 +313,7 @@ END_TO_END = """- story: e2e
 """
 
 
-def test_end_to_end_turns_are_remembered_by_text_but_never_the_last_one(tmp_path: Path) -> None:
+def test_end_to_end_turns_are_remembered_and_recalled_by_text(tmp_path: Path) -> None:
     p = project(tmp_path, END_TO_END, rules="")
     (tracker,) = story_trackers(p.stories, p.domain)
     assert describe(tracker.events) == [
@@ -310,11 +328,113 @@ def test_end_to_end_turns_are_remembered_by_text_but_never_the_last_one(tmp_path
         ]
         == "Something else, then?"
     )
-    # Memoization has no end-to-end support: the last user turn counts by intent only.
-    assert policy.predict([LISTEN, said], p.domain).action is None
+    assert policy.end_to_end_texts == {"I had that yesterday"}
+    prediction = policy.predict([LISTEN, said], p.domain)
+    assert prediction.probabilities == {"Something else, then?": 1.0}
+    assert prediction.is_end_to_end_prediction
     events: list[Event] = [LISTEN, said, ActionExecuted(action_text="Something else, then?")]
-    assert policy.predict(events, p.domain).action == "action_listen"
+    after = policy.predict(events, p.domain)
+    assert (after.action, after.is_end_to_end_prediction) == ("action_listen", False)
     assert policy.predict([*events, LISTEN, user("affirm")], p.domain).action == "utter_ok"
+
+
+TEXT_OR_INTENT = """- story: declines by text
+  steps:
+  - intent: greet
+  - action: utter_greet
+  - user: "I had that yesterday"
+  - action: utter_ok
+- story: agrees
+  steps:
+  - intent: greet
+  - action: utter_greet
+  - intent: affirm
+  - action: utter_bye
+- story: affirm first
+  steps:
+  - intent: affirm
+  - action: utter_welcome
+"""
+
+
+def said(text: str, intent: str = "affirm") -> UserUttered:
+    """A user message as the NLU worker sends it: text and the intent NLU predicted."""
+    return UserUttered(text=text, parse_data={"intent": {"name": intent, "confidence": 0.6}})
+
+
+GREETED_EVENTS: list[Event] = [LISTEN, user("greet"), action("utter_greet"), LISTEN]
+
+
+@pytest.mark.parametrize("cls", [MemoizationPolicy, AugmentedMemoizationPolicy])
+def test_a_seen_end_to_end_text_is_looked_up_before_the_intent(
+    tmp_path: Path, cls: type[MemoizationPolicy]
+) -> None:
+    p = project(tmp_path, TEXT_OR_INTENT, rules="")
+    policy = trained(cls, p)
+    assert policy.end_to_end_texts == {"I had that yesterday"}
+
+    def predict(events: list[Event]) -> tuple[str | None, bool]:
+        prediction = policy.predict(events, p.domain)
+        with_state = policy.predict(events, p.domain, state=replay(events, {}))
+        assert with_state == prediction, "the tracker state gives the same answer"
+        return prediction.action, prediction.is_end_to_end_prediction
+
+    # NLU says affirm, but the text is the story's end-to-end text: the text wins.
+    assert predict([*GREETED_EVENTS, said("I had that yesterday")]) == ("utter_ok", True)
+    # Rasa's story reader strips texts; typed spaces and newlines do not matter.
+    assert predict([*GREETED_EVENTS, said("  I had that yesterday \n")]) == ("utter_ok", True)
+    # A text training never saw (or saw with another case) goes by the intent.
+    assert predict([*GREETED_EVENTS, said("sure")]) == ("utter_bye", False)
+    assert predict([*GREETED_EVENTS, said("i had that yesterday")]) == ("utter_bye", False)
+    # The text is known, but not after this history: the intent state is looked up next.
+    assert predict([LISTEN, said("I had that yesterday")]) == ("utter_welcome", False)
+    # Neither the text nor the intent after this history: nothing to recall.
+    assert predict([LISTEN, said("I had that yesterday", "goodbye")]) == (None, False)
+
+
+def test_augmented_memoization_forgets_old_turns_for_the_text_too(tmp_path: Path) -> None:
+    p = project(tmp_path, TEXT_OR_INTENT, rules="")
+    earlier: list[Event] = [LISTEN, user("thanks"), action("utter_welcome")]
+    events = [*earlier, *GREETED_EVENTS, said("I had that yesterday", "goodbye")]
+    assert trained(MemoizationPolicy, p).predict(events, p.domain).action is None
+    prediction = trained(AugmentedMemoizationPolicy, p).predict(events, p.domain)
+    assert (prediction.action, prediction.is_end_to_end_prediction) == ("utter_ok", True)
+
+
+def test_the_ensemble_marks_a_text_recall_so_later_turns_see_the_text(tmp_path: Path) -> None:
+    p = project(tmp_path, TEXT_OR_INTENT, rules="")
+    ensemble = PolicyEnsemble([RulePolicy(), MemoizationPolicy()])
+    ensemble.train(training_trackers(p), p.domain)
+    events: list[Event] = [*GREETED_EVENTS, said("I had that yesterday")]
+    best = ensemble.predict(events, p.domain)
+    assert (best.action, best.policy_name) == ("utter_ok", "MemoizationPolicy")
+    assert DefinePrevUserUtteredFeaturization(use_text_for_featurization=True) in best.events
+    # With the turn featurized by its text, the next state is the one training saw.
+    events += [*best.events, action("utter_ok")]
+    assert ensemble.predict(events, p.domain).action == "action_listen"
+    # Without the mark the turn counts by intent and text: no story goes on from there.
+    unmarked: list[Event] = [*GREETED_EVENTS, said("I had that yesterday"), action("utter_ok")]
+    memo = ensemble.policies[1]
+    assert memo.predict(unmarked, p.domain).action is None
+
+
+def test_a_ted_only_config_gets_rules_and_memoization_in_its_place(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = Source(Path("config.yml"), 1)
+    ted = Component("TEDPolicy", source, {"epochs": 200, "max_history": 4})
+    with caplog.at_level(logging.WARNING):
+        ensemble = PolicyEnsemble.from_config(Config(policies=(ted,)))
+    rule, memo = ensemble.policies
+    assert isinstance(rule, RulePolicy)
+    assert type(memo) is MemoizationPolicy
+    assert memo.max_history == 4
+    assert "RulePolicy and MemoizationPolicy stand in for it" in caplog.text
+    # With another policy Parley builds, TED is skipped and nothing stands in.
+    rules_too = Config(policies=(ted, Component("RulePolicy", source)))
+    assert [p.name for p in PolicyEnsemble.from_config(rules_too).policies] == ["RulePolicy"]
+    with pytest.raises(ValueError, match="none of the configured policies"):
+        PolicyEnsemble.from_config(Config(policies=(Component("UnexpecTEDIntentPolicy", source),)))
 
 
 def test_nlu_confidence_can_be_the_score(tmp_path: Path) -> None:
@@ -335,9 +455,25 @@ def test_the_trained_lookup_round_trips_through_json(
     loaded = cls.from_json(data)
     assert isinstance(loaded, cls)
     assert (loaded.lookup, loaded.max_history, loaded.priority) == (policy.lookup, 3, 3)
-    assert (data["policy"], data["version"]) == (cls.__name__, 1)
+    assert (data["policy"], data["version"]) == (cls.__name__, 2)
     events: list[Event] = [LISTEN, user("greet")]
     assert loaded.predict(events, p.domain) == policy.predict(events, p.domain)
+
+
+def test_end_to_end_texts_round_trip_and_version_1_layouts_load_without_them(
+    tmp_path: Path,
+) -> None:
+    p = project(tmp_path, TEXT_OR_INTENT, rules="")
+    policy = trained(MemoizationPolicy, p)
+    data = json.loads(json.dumps(policy.to_json()))
+    assert data["end_to_end_texts"] == ["I had that yesterday"]
+    events: list[Event] = [*GREETED_EVENTS, said("I had that yesterday")]
+    assert MemoizationPolicy.from_json(data).predict(events, p.domain).action == "utter_ok"
+    old = {k: v for k, v in data.items() if k != "end_to_end_texts"} | {"version": 1}
+    assert MemoizationPolicy.from_json(old).end_to_end_texts == frozenset()
+    assert MemoizationPolicy.from_json(old).predict(events, p.domain).action == "utter_bye"
+    with pytest.raises(ValueError, match="end_to_end_texts"):
+        MemoizationPolicy.from_json({**data, "end_to_end_texts": "I had that yesterday"})
 
 
 def test_from_json_rejects_other_layouts() -> None:
@@ -443,3 +579,84 @@ def test_moodbot_test_stories_are_predicted_step_by_step(
                 intent = event.intent_name
             events.append(event)
     assert predicted == 29
+
+
+# e2ebot (../shared/examples/rasa/e2ebot) configures TEDPolicy only and has end-to-end steps.
+SUSHI = "I can always go for sushi"
+
+
+@pytest.fixture(scope="module")
+def e2ebot(shared_dir: Path) -> Project:
+    root = shared_dir / "examples" / "rasa" / "e2ebot"
+    if not (root / "tests" / "test_stories.yml").is_file():
+        pytest.fail(f"{root} is missing the e2ebot example and its test stories")
+    return load_project(root)
+
+
+class StoryNlu:
+    """An NLU that predicts each test story's own intent, except where told otherwise."""
+
+    def __init__(self, project: Project, wrong: dict[str, str]) -> None:
+        self.intents = {
+            step.text: step.intent
+            for story in project.test_stories
+            for step in story.steps
+            if isinstance(step, UserStep) and step.text and step.intent
+        }
+        self.wrong = wrong
+
+    async def parse(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "text": text,
+                "intent": {"name": self.wrong.get(text, self.intents[text]), "confidence": 0.5},
+                "entities": [],
+            }
+            for text in texts
+        ]
+
+
+def test_e2ebot_learns_its_end_to_end_steps_by_text(e2ebot: Project) -> None:
+    ensemble = train_core(e2ebot).ensemble
+    assert [p.name for p in ensemble.policies] == ["RulePolicy", "MemoizationPolicy"]
+    memo = ensemble.policies[1]
+    assert isinstance(memo, MemoizationPolicy)
+    assert memo.end_to_end_texts == {SUSHI, "I had that yesterday"}
+
+
+@pytest.mark.parametrize("wrong", [{}, {SUSHI: "search_restaurant"}])
+async def test_e2ebot_test_stories_follow_the_text_whatever_the_nlu_says(
+    e2ebot: Project, wrong: dict[str, str]
+) -> None:
+    predictor = train_core(e2ebot).ensemble.as_predictor()
+    results = await StoryTester(e2ebot, predictor, nlu=StoryNlu(e2ebot, wrong)).run(
+        e2ebot.test_stories
+    )
+    assert len(results) == 4
+    # Every action is right: after the sushi text, memoization recalls the story by the text.
+    assert all(expected == got for r in results for expected, got in r.actions)
+    assert sum(len(r.actions) for r in results) == 24
+    # As in Rasa's `rasa test --e2e`, a wrong intent still fails its story.
+    failed = {r.story.name: r.first_difference for r in results if not r.passed}
+    if wrong:
+        assert failed == {
+            "Happy path accepts suggestion indirectly": (
+                4,
+                f"predicted: search_restaurant: {SUSHI}",
+            )
+        }
+    else:
+        assert failed == {}
+
+
+async def test_e2ebot_without_the_text_lookup_falls_back_after_the_sushi_text(
+    e2ebot: Project,
+) -> None:
+    ensemble = train_core(e2ebot).ensemble
+    data = ensemble.to_json()
+    for item in data["policies"]:
+        item["data"].pop("end_to_end_texts", None)
+    by_intent = PolicyEnsemble.from_json(data).as_predictor()
+    nlu = StoryNlu(e2ebot, {SUSHI: "search_restaurant"})
+    (result,) = await StoryTester(e2ebot, by_intent, nlu=nlu).run(e2ebot.test_stories[2:3])
+    assert result.actions[-1] == ("utter_search_restaurants", "action_default_fallback")

@@ -23,6 +23,7 @@ from services.dialogue.states import (
     RuleOnlyData,
     State,
     UserSubState,
+    end_to_end_texts,
     feature_key,
     prediction_states,
     slot_features,
@@ -236,6 +237,18 @@ def test_end_to_end_messages_are_featurized_by_text(domain: Domain) -> None:
     }
     by_text = [LISTEN, both, DefinePrevUserUtteredFeaturization(use_text_for_featurization=True)]
     assert states_for(by_text, domain)[-1].to_dict()["user"] == {"text": "hello there"}
+
+
+def test_user_texts_are_stripped_and_end_to_end_texts_are_those_without_intent(
+    domain: Domain,
+) -> None:
+    typed = [LISTEN, user("greet", text="  hello there \n")]
+    by_text = prediction_states(typed, domain, 1, use_text_for_last_user_input=True)
+    assert by_text[-1].to_dict()["user"] == {"text": "hello there"}
+    assert states_for([LISTEN, user(text=" \n")], domain)[-1].user is None
+    e2e = states_for([LISTEN, user(text=" I had that yesterday ")], domain)
+    both = states_for([LISTEN, user("greet", text="hi")], domain)
+    assert end_to_end_texts([*e2e, *both]) == {"I had that yesterday"}
 
 
 def test_active_loop_and_bot_text_actions(domain: Domain) -> None:
