@@ -67,6 +67,7 @@ from schemas.events import (
 from schemas.project.domain import Domain
 from schemas.project.handoff import HandoffConfig
 from services.dialogue.builtin_actions import (
+    BUILTINS,
     TWO_STAGE_FALLBACK,
     ActionContext,
     handoff,
@@ -428,7 +429,7 @@ class DialogueEngine:
             return TurnResult(dropped=reason)
         config = self.settings.handoff
         action = config.on_queue_timeout if timer == QUEUE else config.on_agent_silence
-        if action and not self.domain.is_known_action(action) and not is_local(action, self.domain):
+        if action and not (self.domain.is_known_action(action) or action in BUILTINS):
             logger.warning("handoff %s outcome %s: no such action in the domain", timer, action)
             action = None
         result = TurnResult()
@@ -512,6 +513,8 @@ class DialogueEngine:
         if pending.extract is not None:
             self._extraction_result(conv, result, pending, status, events, responses, now)
             return
+        # Rasa gives every event a time; a handoff's timers count from its pause's.
+        events = [e if e.timestamp is not None else e.stamped(now) for e in events]
         if pending.handoff_reason is not None:
             events = with_reason(events, pending.handoff_reason)
         p = pending.prediction
