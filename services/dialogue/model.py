@@ -34,7 +34,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENSEMBLE_MEMBER = "core/ensemble.json"
-CORE_FINGERPRINT_VERSION = 1
+# 2: memoization keeps the end-to-end texts it learned; older archives are retrained once.
+CORE_FINGERPRINT_VERSION = 2
 
 
 @dataclass(frozen=True)
