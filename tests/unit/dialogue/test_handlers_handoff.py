@@ -23,7 +23,7 @@ from schemas.events import UserUttered
 from schemas.project.handoff import HandoffConfig
 from schemas.project.loader import load_project
 from schemas.topics import Topic
-from services.common.bus import Publication
+from services.common.bus import Publication, RawMessage
 from services.dialogue.engine import DialogueEngine, EngineSettings
 from services.dialogue.handlers import DialogueService
 from services.dialogue.store.memory_store import MemoryHotStore
@@ -101,8 +101,11 @@ def timer_fired(timer: str, started: datetime, message_id: str) -> ExternalTrigg
     )
 
 
-def timers(pubs: list[Publication]) -> list[tuple[str, str | None, datetime | None, str | None]]:
-    out = []
+Timer = tuple[str, str | None, datetime | None, str | None]
+
+
+def timers(pubs: list[Publication]) -> list[Timer]:
+    out: list[Timer] = []
     for pub in pubs:
         if isinstance(pub.message, HandoffTimerRequest):
             message = pub.message
@@ -118,7 +121,7 @@ def texts(pubs: list[Publication]) -> list[str | None]:
 
 
 def events(pubs: list[Publication]) -> list[str]:
-    return [json.loads(p.message.value)["event"] for p in pubs if p.topic == Topic.EVENTS]
+    return [json.loads(p.message.value)["event"] for p in pubs if isinstance(p.message, RawMessage)]
 
 
 async def test_the_handoff_timers_follow_the_events(
