@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.gateway import errors
 from services.gateway.api import api_router
@@ -28,6 +29,22 @@ conversation named by `sub`). Errors use Rasa's body:
 """
 
 
+class JsonBodies:
+    """Read POST bodies as JSON whatever their `Content-Type`, as Rasa (sanic) does: clients
+    that post JSON without the header (`curl -d`) keep working."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            kept = [v for k, v in scope["headers"] if k == b"content-type"]
+            if not kept or not kept[0].startswith((b"application/json", b"multipart/")):
+                scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+
 def create_app(deps: GatewayDeps, extra: Sequence[APIRouter] = ()) -> FastAPI:
     app = FastAPI(
         title="Parley gateway",
@@ -45,6 +62,7 @@ def create_app(deps: GatewayDeps, extra: Sequence[APIRouter] = ()) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(JsonBodies)
     app.include_router(channels_router(deps))
     app.include_router(api_router(deps))
     for router in extra:

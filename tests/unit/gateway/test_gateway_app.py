@@ -362,3 +362,14 @@ def test_the_committed_openapi_document_is_current() -> None:
         "/ready",
     ):
         assert path in paths
+
+
+def test_json_bodies_are_read_without_a_json_content_type(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive)
+    response = client.post(
+        "/webhooks/rest/webhook",
+        content=b'{"sender": "c", "message": "curl"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    assert response.json()[-1]["text"] == "curl"
