@@ -66,6 +66,9 @@ class Subscription(Generic[M]):
     payload: Any
     concurrency: int = 1
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # A new consumer group starts at the end of the topic instead of its beginning: for
+    # broadcast readers (each gateway replica) that only care about what comes next.
+    from_latest: bool = False
 
 
 @dataclass(frozen=True)
