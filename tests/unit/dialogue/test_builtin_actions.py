@@ -126,3 +126,19 @@ def test_responses_and_end_to_end_texts(tmp_path: Path) -> None:
 )
 def test_which_actions_run_locally(tmp_path: Path, name: str, local: bool) -> None:
     assert is_local(name, domain_with(tmp_path)) is local
+
+
+def test_action_handoff_is_parleys_builtin_unless_the_domain_declares_it(tmp_path: Path) -> None:
+    domain = domain_with(tmp_path)
+    assert is_local("action_handoff", domain)
+    assert run("action_handoff", domain, HISTORY) == [
+        {"event": "pause", "timestamp": 9.0, "metadata": {"handoff_reason": "requested"}}
+    ]
+    declared = tmp_path / "declared"
+    declared.mkdir()
+    (declared / "domain.yml").write_text(
+        DOMAIN.replace("{carry}", "true").replace("[action_back]", "[action_back, action_handoff]")
+    )
+    (declared / "config.yml").write_text("language: en\n")
+    custom = load_project(declared).domain
+    assert not is_local("action_handoff", custom)  # the bot's own action server runs it
