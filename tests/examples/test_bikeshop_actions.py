@@ -323,6 +323,7 @@ async def test_handoff_pauses_the_conversation() -> None:
         dispatcher, make_tracker(intent="human_handoff"), domain().as_dict()
     )
     assert [e["event"] for e in events] == ["slot", "pause"]
+    assert events[1]["metadata"] == {"handoff_reason": "customer_request"}
     assert slot_sets(events) == {"handoff_reason": "customer_request"}
     assert responses(dispatcher) == ["utter_handoff"]
 

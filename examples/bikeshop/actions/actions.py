@@ -218,7 +218,10 @@ class ActionCancelPickupReminder(Action):
 
 
 class ActionHandoff(Action):
-    """Tells the user a mechanic takes over, records why, and pauses the bot."""
+    """Tells the user a mechanic takes over, records why, and pauses the bot.
+
+    The pause carries the reason in its metadata (`handoff_reason`): Parley then treats it
+    as a handoff (queue and agent-silence timers, see docs/handoff.md); Rasa ignores it."""
 
     def name(self) -> str:
         return "action_handoff"
@@ -229,4 +232,5 @@ class ActionHandoff(Action):
         intent = (tracker.latest_message or {}).get("intent", {}).get("name")
         reason = "customer_request" if intent == "human_handoff" else "bot_escalation"
         dispatcher.utter_message(response="utter_handoff")
-        return [SlotSet("handoff_reason", reason), ConversationPaused()]
+        pause = {**ConversationPaused(), "metadata": {"handoff_reason": reason}}
+        return [SlotSet("handoff_reason", reason), pause]
