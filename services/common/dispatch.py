@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from services.common.errors import (
     ParleyError,
     RetryableError,
 )
+from services.common.metrics import DeadLetterReason, DispatchMetrics, default_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +48,39 @@ class Dispatcher:
         publish: PublishFn,
         clock: Clock,
         sleep: SleepFn = asyncio.sleep,
+        metrics: DispatchMetrics | None = None,
     ) -> None:
         self._subscription = subscription
         self._publish = publish
         self._clock = clock
         self._sleep = sleep
+        metrics = metrics or default_metrics()
+        labels = (subscription.topic.value, subscription.group)
+        self._handled = metrics.handled.labels(*labels)
+        self._failed = {
+            kind: metrics.failed.labels(*labels, kind)
+            for kind in ("retryable", "dependency", "permanent")
+        }
+        self._dead_lettered = {
+            reason: metrics.dead_lettered.labels(*labels, reason)
+            for reason in ("undecodable", "retries_exhausted", "permanent")
+        }
+        self._latency = metrics.latency.labels(*labels)
+        self._in_progress = metrics.in_progress.labels(*labels)
 
     async def handle(self, record: RawRecord) -> None:
         """Handle one record completely; raises only if publishing failed."""
-        try:
-            message = codec.decode(record.value, self._subscription.payload)
-        except DecodeError as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return
-        conversation_id = getattr(message, "conversation_id", None)
-        with correlated(conversation_id, getattr(message, "message_id", None)):
-            await self._handle_decoded(record, message)
+        started = time.perf_counter()
+        with self._in_progress.track_inprogress():
+            try:
+                message = codec.decode(record.value, self._subscription.payload)
+            except DecodeError as exc:
+                await self._dead_letter(record, exc, attempts=1, reason="undecodable")
+                return
+            conversation_id = getattr(message, "conversation_id", None)
+            with correlated(conversation_id, getattr(message, "message_id", None)):
+                await self._handle_decoded(record, message)
+            self._latency.observe(time.perf_counter() - started)
 
     async def _handle_decoded(self, record: RawRecord, message: Any) -> None:
         retry = self._subscription.retry
@@ -70,6 +89,7 @@ class Dispatcher:
             try:
                 publications = await self._subscription.handler(message)
             except DependencyUnavailable as exc:
+                self._failed["dependency"].inc()
                 delay = exc.delay if exc.delay is not None else retry.max_delay
                 logger.error(
                     "dependency unavailable (attempt %d), holding the message and retrying in "
@@ -82,8 +102,11 @@ class Dispatcher:
                 attempt += 1
                 continue
             except RetryableError as exc:
+                self._failed["retryable"].inc()
                 if attempt >= retry.attempts:
-                    await self._dead_letter(record, exc, attempts=attempt)
+                    await self._dead_letter(
+                        record, exc, attempts=attempt, reason="retries_exhausted"
+                    )
                     return
                 delay = exc.delay if exc.delay is not None else retry.delay(attempt)
                 logger.warning(
@@ -97,13 +120,23 @@ class Dispatcher:
                 attempt += 1
                 continue
             except Exception as exc:  # noqa: BLE001 - the one place a handler's failure is caught
-                await self._dead_letter(record, exc, attempts=attempt)
+                self._failed["permanent"].inc()
+                await self._dead_letter(record, exc, attempts=attempt, reason="permanent")
                 return
             for publication in publications or ():
                 await self._publish(publication.topic, publication.message)
+            self._handled.inc()
             return
 
-    async def _dead_letter(self, record: RawRecord, exc: BaseException, *, attempts: int) -> None:
+    async def _dead_letter(
+        self, record: RawRecord, exc: BaseException, *, attempts: int, reason: DeadLetterReason
+    ) -> None:
+        await self._send_dead_letter(record, exc, attempts=attempts)
+        self._dead_lettered[reason].inc()
+
+    async def _send_dead_letter(
+        self, record: RawRecord, exc: BaseException, *, attempts: int
+    ) -> None:
         reason = str(exc) or type(exc).__name__
         if not isinstance(exc, ParleyError):
             reason = f"handler raised {type(exc).__name__}: {reason}"
