@@ -31,6 +31,7 @@ from services.nlu.worker import NluService
 from services.nlu.worker_cli import NluSettings, build_loader
 
 logger = logging.getLogger(__name__)
+SHELL_TURN_TIMEOUT_S = 30.0
 
 
 def add_run_commands(
@@ -173,6 +174,7 @@ async def _shell(platform: EmbeddedPlatform, sender: str) -> int:
             if not text:
                 continue
             message_id = new_message_id()
+            turn = platform.gateway.hub.expect(sender, message_id)
             await platform.gateway.bus.publish(
                 Topic.NLU,
                 UserMessage(
@@ -184,6 +186,10 @@ async def _shell(platform: EmbeddedPlatform, sender: str) -> int:
                     input_channel="cmdline",
                 ),
             )
+            # the bot's messages print as they come (reminders too); the next line is read
+            # once this turn is complete, so piped input keeps the conversation's order
+            if not await platform.gateway.hub.wait(turn, SHELL_TURN_TIMEOUT_S):
+                print("(the bot is still working on it...)", flush=True)
     finally:
         disconnect()
         with contextlib.suppress(Exception):

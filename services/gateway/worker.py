@@ -135,7 +135,7 @@ class GatewayWorker(lifecycle.ConsumingWorker):
         await self.hub.handle_event(record)
 
     async def start(self) -> None:
-        if not self.auth.enabled:
+        if self.serve_http and not self.auth.enabled:
             logger.warning(
                 "the HTTP API has no auth (set PARLEY_GATEWAY_AUTH_TOKEN or "
                 "PARLEY_GATEWAY_JWT_SECRET): anyone who reaches port %d may use it",

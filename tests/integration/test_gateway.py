@@ -226,3 +226,37 @@ async def test_rest_and_websocket_conversations_embedded(embedded: EmbeddedPlatf
     await _booking_over_rest(f"http://127.0.0.1:{port}")
     await _greeting_over_websocket(f"ws://127.0.0.1:{port}/webhooks/websocket/ws")
     assert (embedded.options.data_dir or Path()).joinpath("archive.db").is_file()
+
+
+def test_parley_shell_chats_in_the_terminal(tmp_path: Path) -> None:
+    """`parley shell`: piped lines are the user's; each turn's messages print before the next
+    line is read."""
+    import subprocess
+
+    parley = Path(sys.executable).parent / "parley"
+    done = subprocess.run(
+        [
+            str(parley),
+            "--log-level",
+            "WARNING",
+            "shell",
+            "--project",
+            str(BIKESHOP),
+            "--model",
+            str(_model()),
+            "--data",
+            str(tmp_path),
+            "--sender",
+            "shell-test",
+        ],
+        input="hello\nmy mtb has a flat tyre\n/stop\n",
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    said = [
+        line.removeprefix("bot: ") for line in done.stdout.splitlines() if line.startswith("bot: ")
+    ]
+    assert said[0] in GREETINGS, done.stdout
+    assert said[1] in ASK_DAY, done.stdout
