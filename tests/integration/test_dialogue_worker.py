@@ -3,26 +3,34 @@ stories (`../shared/examples/rasa/moodbot/tests/test_stories.yml`) play turn by 
 bot action of every story is predicted and run, the bot's messages reach `parley.outbound`
 with the turn marked complete, every event reaches `parley.events`, and the tracker in Redis
 equals its SQL archive. Formbot fills its form with its real `validate_restaurant_form` run by
-the actions worker (`parley worker actions`) over the same Kafka."""
+the actions worker (`parley worker actions`) over the same Kafka. e2ebot (TEDPolicy only,
+end-to-end story steps) plays its test stories with the policies and the NLU that `parley train`
+trained on it: the user texts are parsed by that NLU model, and after an end-to-end text the
+bot follows the story by the text, whatever intent the NLU gave it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.envelopes import OutboundMessage, ParsedUserMessage
+from schemas.events import UserUttered
 from schemas.project.loader import load_project
 from schemas.project.stories import ActionStep, Story, UserStep
 from schemas.topics import Topic
 from services.actions.worker_cli import ActionsSettings, ActionsWorker
 from services.common.bus import Publication, Subscription
 from services.common.kafka_bus import KafkaBus
+from services.common.model_archive import latest_archive
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
@@ -244,3 +252,118 @@ async def test_formbot_fills_its_form_with_the_actions_worker(
     ]
     assert stored.snapshot["pending"] is None
     assert await dialogue.archive.read(conversation) == stored.events
+
+
+# -- e2ebot: end-to-end stories, TEDPolicy only, trained by `parley train` ------------------
+
+SUSHI = "I can always go for sushi"
+
+
+@pytest.fixture(scope="session")
+def e2ebot_trained(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of e2ebot trained once by `parley train` (NLU on the default encoder, and the
+    policies that stand in for TED); the archive is in its models/ folder."""
+    from services.cli import main
+
+    root = tmp_path_factory.mktemp("e2ebot") / "e2ebot"
+    shutil.copytree(shared_dir / "examples" / "rasa" / "e2ebot", root)
+    assert main(["train", "--project", str(root), "--no-progress"]) == 0
+    return root
+
+
+@pytest.fixture
+async def e2ebot_worker(
+    e2ebot_trained: Path,
+    unique_prefix: str,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> AsyncIterator[tuple[DialogueWorker, KafkaBus]]:
+    project = load_project(e2ebot_trained)
+    kafka = bus_settings("kafka", unique_prefix)
+    store = StoreSettings(redis_url=REDIS_URL, database_url=pg_url, key_prefix=unique_prefix)
+    settings = DialogueSettings(
+        project=project.root,
+        model=e2ebot_trained / "models",
+        health_host="127.0.0.1",
+        health_port=0,
+    )
+    dialogue = DialogueWorker(settings, store, KafkaBus(kafka), project)
+    probe = KafkaBus(kafka)
+    await dialogue.start()
+    try:
+        yield dialogue, probe
+    finally:
+        await probe.stop()
+        await dialogue.stop()
+
+
+def understood(conversation: str, text: str, parse: dict[str, Any]) -> ParsedUserMessage:
+    """A REST user message with the NLU model's parse of its text."""
+    now = datetime.now(UTC)
+    message_id = uuid.uuid4().hex
+    event = UserUttered(
+        timestamp=now.timestamp(),
+        text=text,
+        input_channel="rest",
+        message_id=message_id,
+        parse_data=parse,
+    )
+    return ParsedUserMessage(
+        conversation_id=conversation, message_id=message_id, sent_at=now, event=event
+    )
+
+
+async def test_e2ebot_test_stories_pass_end_to_end_with_its_trained_nlu(
+    e2ebot_worker: tuple[DialogueWorker, KafkaBus], e2ebot_trained: Path
+) -> None:
+    from services.story_backends import open_nlu
+
+    dialogue, probe = e2ebot_worker
+    project = load_project(e2ebot_trained)
+    archive = latest_archive(e2ebot_trained / "models")
+    assert archive is not None
+    nlu = open_nlu(archive)
+    assert nlu is not None, "parley train trained e2ebot's NLU"
+    end_to_end = {"I had that yesterday", SUSHI}  # e2ebot's story steps without intent
+    outbound = Turns()
+    probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
+    await probe.start()
+    assert len(project.test_stories) == 4
+    checked = 0
+    intents: dict[str, str | None] = {}
+    for index, story in enumerate(project.test_stories):
+        conversation = f"e2e-{index}"
+        for number, (step, expected) in enumerate(turns(story), start=1):
+            assert step.text, "e2ebot's test stories give every user turn its text"
+            (parse,) = await nlu.parse([step.text])
+            intents[step.text] = (parse.get("intent") or {}).get("name")
+            if step.text not in end_to_end:
+                # Rasa's `rasa test --e2e` check; the end-to-end texts are followed by text.
+                assert intents[step.text] == step.intent, f"NLU on {step.text!r}"
+            await probe.publish(Topic.DIALOGUE, understood(conversation, step.text, parse))
+            await outbound.completed(conversation, number)
+            stored = await dialogue.hot.load(conversation)
+            assert stored is not None
+            actions = _actions_after_last_user(stored.events)
+            assert actions == [*expected, "action_listen"], (
+                f"{story.name} turn {number} ({step.text!r}, NLU: {intents[step.text]}): "
+                f"{actions} != {expected}"
+            )
+            if step.text in end_to_end:
+                after = _events_after_last_user(stored.events)
+                assert after[0] == {
+                    "event": "user_featurization",
+                    "timestamp": after[0]["timestamp"],
+                    "use_text_for_featurization": True,
+                }, "the turn is featurized by its text, as the story was"
+                assert after[1]["policy"] == "MemoizationPolicy"
+            checked += len(expected)
+        archived = await dialogue.archive.read(conversation)
+        assert archived == (await dialogue.hot.load(conversation)).events  # type: ignore[union-attr]
+    assert checked == 12
+    # The bot's words are e2ebot's responses.
+    assert outbound.by_conversation["e2e-0"][0].messages[0].text == "hi!"
+
+
+def _events_after_last_user(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last_user = max(i for i, e in enumerate(events) if e["event"] == "user")
+    return events[last_user + 1 :]
