@@ -106,8 +106,23 @@ class ConsoleCommand(Envelope):
     followup_action: str | None = None
 
 
+class AppendEvents(Envelope):
+    """Events added to a conversation through the HTTP API (`parley.dialogue`): Rasa's
+    `POST /conversations/{id}/tracker/events` and `POST /conversations/{id}/messages`.
+
+    They are recorded as they are, nothing is predicted. Without `execute_side_effects` (Rasa's
+    query parameter) their bot messages are not sent to the user and their reminders are not
+    scheduled; with it they are, on `output_channel` (default: the latest input channel).
+    """
+
+    kind: Literal["append_events"] = "append_events"
+    events: Annotated[list[AnyEvent], Field(min_length=1)]
+    execute_side_effects: bool = False
+    output_channel: str | None = None
+
+
 DialogueInput = Annotated[
-    ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand,
+    ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand | AppendEvents,
     Field(discriminator="kind"),
 ]
 
@@ -243,6 +258,7 @@ ENVELOPE_TYPES: tuple[type[Envelope], ...] = (
     ActionResult,
     ExternalTrigger,
     ConsoleCommand,
+    AppendEvents,
     ActionRequest,
     ReminderRequest,
     ReminderCancelRequest,

@@ -541,6 +541,16 @@ class DialogueEngine:
             return
         self._predict_and_run(conv, result, now, pending.channel)
 
+    def on_append_events(
+        self, conv: Conversation, events: Sequence[Event], now: float
+    ) -> TurnResult:
+        """Events added through the HTTP API (Rasa's `POST .../tracker/events` and
+        `.../messages`): recorded as they are, nothing predicted; the input is complete."""
+        result = TurnResult()
+        self._record(conv, result, list(events))
+        result.turn_complete = True
+        return result
+
     def on_agent_command(
         self,
         conv: Conversation,

@@ -31,6 +31,7 @@ from typing import Any
 from schemas.envelopes import (
     ActionRequest,
     ActionResult,
+    AppendEvents,
     BotMessage,
     ConsoleCommand,
     ExternalTrigger,
@@ -74,7 +75,7 @@ REMEMBERED_INPUTS = 64
 # these events in the tracker, not the whole history.
 DEFAULT_WINDOW = 30
 
-DialogueMessage = ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand
+DialogueMessage = ParsedUserMessage | ActionResult | ExternalTrigger | ConsoleCommand | AppendEvents
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class InputRecord:
     channel: str | None
     in_reply_to: str | None
     handoff: dict[str, Any] | None = None  # the handoff status before the input
+    # False for events added through the HTTP API without `execute_side_effects`: their bot
+    # messages are not sent and their reminders not scheduled (Rasa's behaviour)
+    side_effects: bool = True
 
 
 class DialogueService:
@@ -181,7 +185,10 @@ class DialogueService:
         now = self.clock.now().timestamp()
         result, channel, reply_to = self._run(conv, message, now)
         new = self._dicts(result.new_events)
-        record = InputRecord(seq, seq + len(new), result.turn_complete, channel, reply_to, before)
+        quiet = isinstance(message, AppendEvents) and not message.execute_side_effects
+        record = InputRecord(
+            seq, seq + len(new), result.turn_complete, channel, reply_to, before, not quiet
+        )
         inputs[message.message_id] = record.__dict__
         if len(inputs) > REMEMBERED_INPUTS:
             for key in list(inputs)[: len(inputs) - REMEMBERED_INPUTS]:
@@ -243,6 +250,10 @@ class DialogueService:
                     channel=channel,
                 )
                 return result, channel, message.correlation_id
+            case AppendEvents():
+                channel = message.output_channel or conv.state.latest_input_channel
+                result = self.engine.on_append_events(conv, list(message.events), now)
+                return result, channel, message.correlation_id
             case _:
                 channel = conv.state.latest_input_channel
                 result = self.engine.on_agent_command(
@@ -275,7 +286,7 @@ class DialogueService:
     ) -> list[Publication]:
         now = self.clock.now()
         out: list[Publication] = []
-        bots = [e for e in new_events if isinstance(e, BotUttered)]
+        bots = [e for e in new_events if isinstance(e, BotUttered) and record.side_effects]
         if bots or record.complete:
             out.append(
                 Publication(
@@ -314,6 +325,8 @@ class DialogueService:
             body = json.dumps(event_record(cid, event), ensure_ascii=False).encode()
             out.append(Publication(Topic.EVENTS, RawMessage(key, body)))
         for index, event in enumerate(new_events, start=record.start):
+            if not record.side_effects:
+                break
             if isinstance(event, ReminderScheduled):
                 out.append(
                     Publication(

@@ -8,13 +8,14 @@ turn to complete, as Rasa's synchronous API does.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from schemas.envelopes import ExternalTrigger, new_message_id
+from schemas.envelopes import AppendEvents, ExternalTrigger, new_message_id
+from schemas.events import AnyEvent, Event, UserUttered, parse_event
 from schemas.topics import Topic
 from services.common.correlation import correlated
 from services.dialogue.tracker import Verbosity
@@ -30,6 +31,14 @@ class TriggerIntent(BaseModel):
 
     name: str = Field(min_length=1)
     entities: dict[str, Any] | list[dict[str, Any]] | None = None
+
+
+class MessageBody(BaseModel):
+    """Rasa's `/messages` body."""
+
+    text: str = Field(max_length=1_000_000)
+    sender: str = "user"
+    parse_data: dict[str, Any] | None = None
 
 
 class ParseBody(BaseModel):
@@ -122,6 +131,104 @@ def api_router(deps: GatewayDeps) -> APIRouter:
             "tracker": await deps.trackers.tracker(conversation_id, verbosity),
             "messages": waiter.messages,
         }
+
+    async def append(
+        conversation_id: str,
+        events: list[Event],
+        *,
+        execute_side_effects: bool,
+        output_channel: str | None,
+        verbosity: Verbosity,
+    ) -> dict[str, Any]:
+        message_id = new_message_id()
+        waiter = deps.hub.expect(conversation_id, message_id)
+        with correlated(conversation_id, message_id):
+            await deps.publish(
+                Topic.DIALOGUE,
+                AppendEvents(
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    correlation_id=message_id,
+                    sent_at=deps.clock.now(),
+                    events=cast(list[AnyEvent], events),
+                    execute_side_effects=execute_side_effects,
+                    output_channel=None if output_channel in (None, "latest") else output_channel,
+                ),
+            )
+            if not await deps.hub.wait(waiter, deps.settings.reply_timeout_s):
+                raise ApiError(
+                    503,
+                    "Unavailable",
+                    "the dialogue worker did not record the events in time; they will be "
+                    "recorded when it catches up",
+                )
+        return await deps.trackers.tracker(conversation_id, verbosity)
+
+    @router.post(
+        "/conversations/{conversation_id}/tracker/events",
+        summary="Append events (an event or a list) to a conversation; answers the tracker",
+    )
+    async def append_events(
+        conversation_id: str,
+        request: Request,
+        body: Annotated[dict[str, Any] | list[dict[str, Any]], Body()],
+        include_events: str = Query("AFTER_RESTART"),
+        execute_side_effects: bool = Query(
+            False, description="send the bot messages, schedule the reminders"
+        ),
+        output_channel: str | None = Query(None, description="a channel name, or 'latest'"),
+    ) -> dict[str, Any]:
+        deps.require(request, "admin", "agent")
+        verbosity = _verbosity(include_events)
+        items = body if isinstance(body, list) else [body]
+        try:
+            events = [parse_event(item) for item in items]
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"invalid event: {exc}") from exc
+        if not events:
+            raise ApiError(400, "BadRequest", "no events to append")
+        return await append(
+            conversation_id,
+            events,
+            execute_side_effects=execute_side_effects,
+            output_channel=output_channel,
+            verbosity=verbosity,
+        )
+
+    @router.post(
+        "/conversations/{conversation_id}/messages",
+        summary="Add a user message to a conversation without predicting (Rasa's /messages)",
+    )
+    async def add_message(
+        conversation_id: str,
+        body: MessageBody,
+        request: Request,
+        include_events: str = Query("AFTER_RESTART"),
+    ) -> dict[str, Any]:
+        deps.require(request, "admin", "agent", "user", conversation_id=conversation_id)
+        verbosity = _verbosity(include_events)
+        if body.sender != "user":
+            raise ApiError(
+                400, "BadRequest", f"sender {body.sender!r}: only 'user' messages can be added"
+            )
+        parse_data = body.parse_data
+        if parse_data is None:
+            if deps.parser is None:
+                raise ApiError(409, "Conflict", "no NLU model is loaded: send `parse_data`")
+            parse_data = await deps.parser.parse(body.text)
+        user = UserUttered(
+            timestamp=deps.clock.now().timestamp(),
+            text=body.text,
+            parse_data=parse_data,
+            input_channel="rest",
+        )
+        return await append(
+            conversation_id,
+            [user],
+            execute_side_effects=False,
+            output_channel=None,
+            verbosity=verbosity,
+        )
 
     @router.post("/model/parse", summary="Parse a text with the loaded NLU model")
     async def parse(body: ParseBody, request: Request) -> dict[str, Any]:

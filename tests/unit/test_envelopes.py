@@ -14,6 +14,7 @@ from schemas.envelopes import (
     ActionRequest,
     ActionResult,
     BotMessage,
+    AppendEvents,
     ConsoleCommand,
     DeadLetter,
     DialogueInput,
@@ -54,6 +55,9 @@ def examples() -> list[Envelope]:
         ),
         ExternalTrigger(**COMMON, source="reminder", intent="EXTERNAL_remind", entities={"x": 1}),
         ConsoleCommand(**COMMON, command="reply", agent_id="agent-7", text="Hi, I'm Ana"),
+        AppendEvents(
+            **COMMON, events=[SlotSet(name="city", value="Oslo")], execute_side_effects=True
+        ),
         ActionRequest(
             **COMMON,
             next_action="action_x",
@@ -100,7 +104,7 @@ def test_json_round_trip(envelope: Envelope) -> None:
 
 
 def test_inboxes_dispatch_on_kind() -> None:
-    dialogue = (ParsedUserMessage, ActionResult, ExternalTrigger, ConsoleCommand)
+    dialogue = (ParsedUserMessage, ActionResult, ExternalTrigger, ConsoleCommand, AppendEvents)
     scheduler = (ReminderRequest, ReminderCancelRequest, HandoffTimerRequest)
     checked = 0
     for envelope in examples():

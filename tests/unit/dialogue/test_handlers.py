@@ -14,10 +14,19 @@ import pytest
 from schemas.envelopes import (
     ActionRequest,
     ActionResult,
+    AppendEvents,
     OutboundMessage,
     ParsedUserMessage,
+    ReminderRequest,
 )
-from schemas.events import Event, SlotSet, UserUttered, parse_events
+from schemas.events import (
+    BotUttered,
+    Event,
+    ReminderScheduled,
+    SlotSet,
+    UserUttered,
+    parse_events,
+)
 from schemas.project.domain import Domain
 from schemas.project.loader import load_project
 from schemas.topics import Topic
@@ -326,3 +335,48 @@ async def test_agent_replies_pass_through_a_paused_conversation(
     assert [m.text for m in on(Topic.OUTBOUND, back)[0].messages] == ["Hello!"]
     again = await service.handle(said("greet", "m3"))
     assert [m.text for m in on(Topic.OUTBOUND, again)[0].messages] == ["Hello!"]
+
+
+def appended(events: list[Event], message_id: str, *, side_effects: bool) -> AppendEvents:
+    return AppendEvents(
+        conversation_id="alice",
+        message_id=message_id,
+        correlation_id=message_id,
+        sent_at=FakeClock().now(),
+        events=events,  # type: ignore[arg-type]
+        execute_side_effects=side_effects,
+    )
+
+
+async def test_api_events_are_recorded_without_prediction_or_side_effects(
+    service: DialogueService, hot: MemoryHotStore, archive: SqlArchive
+) -> None:
+    await service.handle(said("greet", "m1"))
+    bot = BotUttered(timestamp=1.0, text="Sent by an operator")
+    remind = ReminderScheduled(intent="EXTERNAL_x", date_time=FakeClock().now(), name="r1")
+    pubs = await service.handle(
+        appended([SlotSet(name="x", value=1), bot, remind], "api-1", side_effects=False)
+    )
+    stored = hot.data["alice"]
+    assert [e["event"] for e in stored.events[-3:]] == ["slot", "bot", "reminder"]
+    assert stored.seq == 10  # nothing predicted after them
+    assert await archive.read("alice") == stored.events
+    (outbound,) = on(Topic.OUTBOUND, pubs)
+    assert outbound.messages == []  # the completion marker only: the bot message is not sent
+    assert outbound.turn_complete
+    assert outbound.in_reply_to == "api-1"
+    assert on(Topic.SCHEDULER, pubs) == []
+    assert len(on(Topic.EVENTS, pubs)) == 3
+
+
+async def test_api_events_with_side_effects_send_and_schedule(service: DialogueService) -> None:
+    bot = BotUttered(timestamp=1.0, text="Sent by an operator")
+    remind = ReminderScheduled(intent="EXTERNAL_x", date_time=FakeClock().now(), name="r1")
+    pubs = await service.handle(appended([bot, remind], "api-2", side_effects=True))
+    (outbound,) = on(Topic.OUTBOUND, pubs)
+    assert [m.text for m in outbound.messages] == ["Sent by an operator"]
+    (request,) = on(Topic.SCHEDULER, pubs)
+    assert isinstance(request, ReminderRequest)
+    assert request.event.name == "r1"
+    again = await service.handle(appended([bot, remind], "api-2", side_effects=True))
+    assert on(Topic.OUTBOUND, again) == on(Topic.OUTBOUND, pubs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.envelopes import (
+    AppendEvents,
     BotMessage,
     Envelope,
     ExternalTrigger,
@@ -39,15 +39,29 @@ class FakeDialogue:
     """Records publications; answers each user message / trigger with one bot message,
     split over two batches (the second marks the turn complete)."""
 
-    def __init__(self, hub: ReplyHub, clock: FakeClock) -> None:
+    def __init__(self, hub: ReplyHub, clock: FakeClock, archive: SqlArchive) -> None:
         self.hub = hub
         self.clock = clock
+        self.archive = archive
         self.published: list[tuple[Topic, Envelope]] = []
         self.silent = False
 
     async def publish(self, topic: Topic, message: Envelope) -> None:
         self.published.append((topic, message))
         if self.silent:
+            return
+        if isinstance(message, AppendEvents):  # recorded as the dialogue worker would
+            cid = message.conversation_id
+            seq = await self.archive.last_seq(cid) + 1
+            await self.archive.write(cid, seq, [e.to_dict() for e in message.events])
+            await self.hub.handle(
+                OutboundMessage(
+                    conversation_id=cid,
+                    sent_at=self.clock.now(),
+                    in_reply_to=message.message_id,
+                    turn_complete=True,
+                )
+            )
             return
         text = message.text if isinstance(message, UserMessage) else None
         if isinstance(message, ExternalTrigger):
@@ -84,7 +98,7 @@ class FakeParser:
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> Iterator[SqlArchive]:
+def archive(tmp_path: Path) -> SqlArchive:
     url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
     asyncio.run(migrate(url))
     archive = SqlArchive(url)
@@ -110,7 +124,7 @@ def build(
 ) -> tuple[TestClient, FakeDialogue, Authenticator, ReplyHub]:
     clock = FakeClock()
     hub = ReplyHub()
-    fake = FakeDialogue(hub, clock)
+    fake = FakeDialogue(hub, clock, archive)
     config = GatewaySettings(reply_timeout_s=0.5, **settings)
     auth = Authenticator(
         clock,
@@ -373,3 +387,42 @@ def test_json_bodies_are_read_without_a_json_content_type(archive: SqlArchive) -
     )
     assert response.status_code == 200
     assert response.json()[-1]["text"] == "curl"
+
+
+def test_events_are_appended_through_the_dialogue_worker(archive: SqlArchive) -> None:
+    client, fake, _, _ = build(archive)
+    with client:
+        response = client.post(
+            "/conversations/alice/tracker/events?execute_side_effects=true",
+            json=[
+                {"event": "slot", "name": "name", "value": "Grace", "timestamp": 3.0},
+                {"event": "resume", "timestamp": 3.0},
+            ],
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["slots"] == {"name": "Grace"}
+        [(topic, message)] = fake.published
+        assert topic is Topic.DIALOGUE
+        assert isinstance(message, AppendEvents)
+        assert [e.event for e in message.events] == ["slot", "resume"]
+        assert message.execute_side_effects is True
+        one = client.post("/conversations/alice/tracker/events", json={"event": "pause"})
+        assert one.json()["paused"] is True
+        bad = client.post("/conversations/alice/tracker/events", json={"event": "no_such"})
+        assert bad.status_code == 400
+        assert "invalid event" in bad.json()["message"]
+
+
+def test_messages_are_parsed_and_added_without_prediction(archive: SqlArchive) -> None:
+    client, fake, _, _ = build(archive)
+    with client:
+        response = client.post("/conversations/carol/messages", json={"text": "hey there"})
+        assert response.status_code == 200, response.text
+        tracker = response.json()
+        assert tracker["latest_message"]["text"] == "hey there"
+        assert tracker["latest_message"]["intent"]["name"] == "greet"
+        [(_, message)] = fake.published
+        assert isinstance(message, AppendEvents)
+        assert message.execute_side_effects is False
+        bot = client.post("/conversations/carol/messages", json={"text": "x", "sender": "bot"})
+        assert bot.status_code == 400
