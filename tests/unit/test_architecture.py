@@ -88,6 +88,7 @@ def test_public_schema_names_are_pinned() -> None:
         "SessionStarted",
         "EntitiesAdded",
         "DefinePrevUserUtteredFeaturization",
+        "AgentAction",
         "AgentUttered",
         "StoryExported",
     }
