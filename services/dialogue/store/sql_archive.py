@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,10 +38,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from services.common.errors import DependencyUnavailable
 from services.dialogue.store.ports import ConversationSummary, InvalidEvent, SearchHit
 
+
+@dataclass(frozen=True)
+class OpenHandoff:
+    """A conversation whose latest handoff `pause` has no later `resume` (nor restart, nor new
+    session): it waits for, or is held by, a human agent."""
+
+    sender_id: str
+    seq: int
+    timestamp: float | None
+    event: dict[str, Any]
+
+
 NAME_LENGTH = 255
 TYPE_NAME_LENGTH = 64
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
 TEXT_EVENTS = ("user", "bot")
+# Events that end a handoff (services/dialogue/handoff.py): the bot takes over again.
+HANDOFF_ENDS = ("resume", "restart", "session_started")
+_HANDOFF_MARK = '%"handoff_reason"%'
 _SEARCH_BATCH = 200
 _LIKE_ESCAPE = "!"
 
@@ -312,3 +328,45 @@ class SqlArchive:
                     if len(rows) < _SEARCH_BATCH:
                         break
         return hits
+
+    async def open_handoffs(self, limit: int = 1000) -> list[OpenHandoff]:
+        """Conversations handed to a human and not handed back, longest waiting first.
+
+        A handoff is a `pause` whose metadata has `handoff_reason`; it ends with `resume`,
+        `restart` or `session_started`. Both sides are found through the `type_name` index,
+        the ends only among the conversations that have a handoff.
+        """
+        e = events_table.c
+        pauses = (
+            select(e.sender_id, func.max(e.seq).label("seq"))
+            .where(e.type_name == "pause", e.data.like(_HANDOFF_MARK))
+            .group_by(e.sender_id)
+            .subquery()
+        )
+        ends = (
+            select(e.sender_id, func.max(e.seq).label("seq"))
+            .where(e.type_name.in_(HANDOFF_ENDS), e.sender_id.in_(select(pauses.c.sender_id)))
+            .group_by(e.sender_id)
+            .subquery()
+        )
+        statement = (
+            select(pauses.c.sender_id, pauses.c.seq, e.timestamp, e.data)
+            .join(
+                events_table,
+                (e.sender_id == pauses.c.sender_id) & (e.seq == pauses.c.seq),
+            )
+            .outerjoin(ends, ends.c.sender_id == pauses.c.sender_id)
+            .where(or_(ends.c.seq.is_(None), ends.c.seq < pauses.c.seq))
+            .order_by(e.timestamp.asc().nulls_last(), pauses.c.sender_id)
+            .limit(limit)
+        )
+        with _reachable(self._safe_url):
+            async with self.engine.connect() as connection:
+                rows = (await connection.execute(statement)).all()
+        found = []
+        for sender_id, seq, timestamp, data in rows:
+            event = json.loads(data)
+            metadata = event.get("metadata") if isinstance(event, dict) else None
+            if isinstance(metadata, dict) and metadata.get("handoff_reason"):
+                found.append(OpenHandoff(sender_id, seq, timestamp, event))
+        return found
