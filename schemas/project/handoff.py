@@ -66,8 +66,14 @@ def read_handoff(data: LineDict, reader: FileReader) -> HandoffConfig:
         )
     for key in ("on_fallback", "on_action_failure"):
         if key in section:
-            what = f"`handoff.{key}`"
-            values[key] = reader.boolean(section[key], section.line_of(key), what, False)
+            if isinstance(section[key], bool):
+                values[key] = section[key]
+            else:
+                reader.error(
+                    section.line_of(key),
+                    f"`handoff.{key}` should be true or false, not {section[key]!r}",
+                    "true hands the conversation to a human then; the default is false",
+                )
     if "low_confidence" in section:
         values["low_confidence"] = _confidence(section, reader)
     if "reminders_while_paused" in section:
@@ -85,22 +91,40 @@ def read_handoff(data: LineDict, reader: FileReader) -> HandoffConfig:
     return HandoffConfig(**{**default.__dict__, **values})
 
 
+_SECONDS_HINT = {
+    "queue_timeout": "seconds a handed-off conversation waits for an agent's claim (default 300)",
+    "agent_silence_timeout": "seconds an agent may stay silent before the bot resumes "
+    "(default 600)",
+}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _seconds(section: LineDict, key: str, reader: FileReader) -> float | None:
-    line = section.line_of(key)
-    value = reader.number(section[key], line, f"`handoff.{key}`")
-    if value is not None and value <= 0:
-        reader.error(line, f"`handoff.{key}` should be more than 0 seconds, not {value:g}")
+    value = _number(section[key])
+    if value is None or value <= 0:
+        shown = f"{value:g}" if value is not None else repr(section[key])
+        reader.error(
+            section.line_of(key),
+            f"`handoff.{key}` should be a number of seconds more than 0, not {shown}",
+            _SECONDS_HINT[key],
+        )
         return None
     return value
 
 
 def _confidence(section: LineDict, reader: FileReader) -> float | None:
-    line = section.line_of("low_confidence")
-    value = reader.number(section["low_confidence"], line, "`handoff.low_confidence`")
-    if value is not None and not 0 < value <= 1:
+    raw = section["low_confidence"]
+    value = _number(raw)
+    if raw is not None and (value is None or not 0 < value <= 1):
+        shown = f"{value:g}" if value is not None else repr(raw)
         reader.error(
-            line,
-            f"`handoff.low_confidence` should be between 0 and 1, not {value:g}",
+            section.line_of("low_confidence"),
+            f"`handoff.low_confidence` should be a number between 0 and 1, not {shown}",
             "an NLU intent confidence below it hands the conversation over; null turns it off",
         )
         return None

@@ -187,13 +187,12 @@ handoff:
 """
     with pytest.raises(ProjectError) as caught:
         load_project(write_project(tmp_path, endpoints=endpoints))
-    rendered = {p.render(tmp_path) for p in caught.value.problems}
-    assert (
-        "endpoints.yml:3: error: `handoff.queue_timeout` should be more than 0 seconds, not 0"
-        in {r.split("\n")[0] for r in rendered}
-    )
-    text = "\n".join(sorted(rendered))
-    assert "endpoints.yml:4: error: `handoff.low_confidence` should be between 0 and 1" in text
+    text = "\n".join(sorted(p.render(tmp_path) for p in caught.value.problems))
+    queue = "endpoints.yml:3: error: `handoff.queue_timeout` should be a number of seconds more"
+    assert f"{queue} than 0, not 0" in text
+    assert "hint: seconds a handed-off conversation waits for an agent's claim" in text
+    low = "endpoints.yml:4: error: `handoff.low_confidence` should be a number between 0 and 1"
+    assert f"{low}, not 1.5" in text
     assert "endpoints.yml:5: error: `handoff.reminders_while_paused` should be one of" in text
     assert "endpoints.yml:6: error: unknown key `on_fallbak` in `handoff`" in text
     assert "did you mean `on_fallback`?" in text
