@@ -18,14 +18,31 @@ from tests.support.clock import FakeClock
 from tests.support.recorder import Recorder
 
 BusFactory = Callable[[], Bus]
+TRANSPORTS = ["memory", pytest.param("kafka", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+@pytest.fixture(params=TRANSPORTS)
 async def make_bus(request: pytest.FixtureRequest, unique_prefix: str) -> AsyncIterator[BusFactory]:
     """Builds buses that share one set of topics (one test's worth), and stops them after."""
+    async for factory in _factory(request.param, unique_prefix):
+        yield factory
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def make_one_partition_bus(
+    request: pytest.FixtureRequest, unique_prefix: str
+) -> AsyncIterator[BusFactory]:
+    """The same, with one partition per topic and a short grace for in-flight handlers."""
+    async for factory in _factory(
+        request.param, unique_prefix, partitions=1, graceful_timeout_s=0.5
+    ):
+        yield factory
+
+
+async def _factory(transport: str, prefix: str, **overrides: Any) -> AsyncIterator[BusFactory]:
     from tests.support.buses import bus_settings, new_bus
 
-    settings = bus_settings(request.param, unique_prefix)
+    settings = bus_settings(transport, prefix, **overrides)  # type: ignore[arg-type]
     shared: dict[str, Any] = {}
     made: list[Bus] = []
 
@@ -59,6 +76,102 @@ async def test_every_message_arrives_in_order_per_conversation(make_bus: BusFact
     for conversation in {m.conversation_id for m in sent}:
         seqs = [int(m.text) for m in received if m.conversation_id == conversation]
         assert seqs == list(range(25)), f"{conversation} out of order: {seqs}"
+
+
+async def test_conversations_stay_in_order_while_handled_concurrently(
+    make_bus: BusFactory,
+) -> None:
+    """Handlers that take turns yielding: records of other keys overtake, a key's never do."""
+    recorder = Recorder()
+    running: set[str] = set()
+    clashes: list[str] = []
+    overlapped: list[str] = []
+
+    async def record(message: UserMessage) -> Sequence[Publication]:
+        conversation = message.conversation_id
+        if conversation in running:
+            clashes.append(conversation)
+        running.add(conversation)
+        if len(running) > 1:
+            overlapped.append(conversation)
+        for _ in range(int(message.text) % 5 + 1):
+            await asyncio.sleep(0)
+        running.discard(conversation)
+        return await recorder(message)
+
+    bus = make_bus()
+    bus.subscribe(Subscription(Topic.NLU, "nlu", record, UserMessage, concurrency=8))
+    await bus.start()
+    sent = [user_message(f"conv-{i % 16}", i // 16) for i in range(320)]
+    await asyncio.gather(*(bus.publish(Topic.NLU, message) for message in sent))
+
+    received = await recorder.wait_for(len(sent), within=60)
+    assert not clashes, f"two records of one conversation at once: {clashes}"
+    assert sorted(m.message_id for m in received) == sorted(m.message_id for m in sent)
+    for conversation in {m.conversation_id for m in sent}:
+        seqs = [int(m.text) for m in received if m.conversation_id == conversation]
+        assert seqs == list(range(20)), f"{conversation} out of order: {seqs}"
+    assert overlapped, "records of different conversations ran at once"
+
+
+async def test_the_handler_runs_up_to_concurrency_records_at_once(make_bus: BusFactory) -> None:
+    running, peak = 0, 0
+    all_in, gate = asyncio.Event(), asyncio.Event()
+    recorder = Recorder()
+
+    async def gated(message: UserMessage) -> Sequence[Publication]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == 3:
+            all_in.set()
+        await gate.wait()
+        running -= 1
+        return await recorder(message)
+
+    bus = make_bus()
+    bus.subscribe(Subscription(Topic.NLU, "nlu", gated, UserMessage, concurrency=3))
+    await bus.start()
+    for i in range(7):  # seven conversations: seven lanes, three slots
+        await bus.publish(Topic.NLU, user_message(f"lane-{i}", 0))
+
+    await asyncio.wait_for(all_in.wait(), 30)
+    gate.set()
+    await recorder.wait_for(7)
+    assert peak == 3
+
+
+async def test_the_commit_stops_at_the_first_record_not_done(
+    make_one_partition_bus: BusFactory,
+) -> None:
+    """One partition: bob's later records finish while alice's is stuck; a stop abandons
+    alice's after the grace, and the next member gets it again with everything after it."""
+    stuck, first = asyncio.Event(), Recorder()
+
+    async def sticky(message: UserMessage) -> Sequence[Publication]:
+        if message.conversation_id == "alice":
+            stuck.set()
+            await asyncio.Event().wait()  # never returns: abandoned by stop()
+        return await first(message)
+
+    bus = make_one_partition_bus()
+    bus.subscribe(Subscription(Topic.NLU, "nlu", sticky, UserMessage, concurrency=2))
+    await bus.start()
+    for conversation, seq in [("bob", 0), ("alice", 1), ("bob", 2), ("bob", 3)]:
+        await bus.publish(Topic.NLU, user_message(conversation, seq))
+    handled = await first.wait_for(3)
+    assert [m.text for m in handled] == ["0", "2", "3"]
+    await asyncio.wait_for(stuck.wait(), 30)
+    await asyncio.wait_for(bus.stop(), 30)
+
+    again = Recorder()
+    second = make_one_partition_bus()
+    second.subscribe(Subscription(Topic.NLU, "nlu", again, UserMessage, concurrency=2))
+    await second.start()
+    await second.publish(Topic.NLU, user_message("carol", 4))
+    redelivered = await again.wait_for(4)
+    assert sorted(m.text for m in redelivered) == ["1", "2", "3", "4"]
+    assert [m.text for m in redelivered if m.conversation_id == "bob"] == ["2", "3"]
 
 
 async def test_handler_publications_reach_the_next_topic(make_bus: BusFactory) -> None:

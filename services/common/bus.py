@@ -2,8 +2,9 @@
 
 A handler is a plain async function from a schema model to the publications it wants
 made; it never sees which transport carries it. Every subscription is at-least-once:
-the offset is committed only after the handler returned and its publications were
-acknowledged, so handlers must be idempotent on the input's `message_id`.
+a partition's offset is committed only up to the first record whose handler has not
+returned or whose publications were not yet acknowledged, so handlers must be idempotent
+on the input's `message_id`.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class Subscription(Generic[M]):
     """A handler for one topic in one consumer group.
 
     `payload` is the model (or annotated union of models) the topic carries.
-    `concurrency` is how many partitions this process works on at once; within a
-    partition (so within a conversation) messages are handled one after another.
+    `concurrency` is how many calls of the handler this process runs at once (one consumer
+    fetches for all of them); messages of one key (so of one conversation) are handled one
+    after another, in offset order.
     """
 
     topic: Topic

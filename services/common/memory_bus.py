@@ -2,7 +2,8 @@
 
 It keeps Kafka's shape where behaviour depends on it: topics have partitions, keys are
 hashed with Kafka's own murmur2 partitioner, each consumer group reads each partition
-in order and commits after the dispatcher returned. Messages travel as bytes, through
+in order, runs a key's records one after another, and commits a partition up to its first
+record not yet done. Messages travel as bytes, through
 the same codec and dispatcher as on Kafka.
 """
 
@@ -21,6 +22,7 @@ from services.common import codec
 from services.common.bus import RawMessage, RawRecord, Subscription
 from services.common.clock import Clock, SystemClock
 from services.common.dispatch import Dispatcher
+from services.common.lanes import Lanes, PartitionProgress, backlog, limited
 from services.common.settings import BusSettings
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,8 @@ class MemoryBroker:
 
     async def commit(self, position: tuple[str, Topic, int], offset: int) -> None:
         async with self.progress:
-            self.committed[position] = offset
+            # Records of different keys finish out of order: a commit never moves back.
+            self.committed[position] = max(offset, self.committed.get(position, 0))
             self.progress.notify_all()
 
     async def drain(self, groups: list[tuple[str, Topic]]) -> None:
@@ -84,13 +87,19 @@ class MemoryBroker:
 
 
 class MemoryBus:
-    """A `Bus` client of a `MemoryBroker` in this process's memory."""
+    """A `Bus` client of a `MemoryBroker` in this process's memory.
+
+    Consumption follows the Kafka bus: per subscription, records are read in order from every
+    partition and the handler runs up to `concurrency` at once, a key's one after another
+    (`services/common/lanes.py`); a partition's committed offset is the first record not done.
+    """
 
     def __init__(self, broker: MemoryBroker | None = None, *, clock: Clock | None = None) -> None:
         self._broker = broker or MemoryBroker()
         self._clock = clock or SystemClock()
         self._subscriptions: list[Subscription[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._lanes: list[Lanes[Any]] = []
         self._stopping = False
 
     def subscribe(self, subscription: Subscription[Any]) -> None:
@@ -105,10 +114,12 @@ class MemoryBus:
 
     async def start(self) -> None:
         for subscription in self._subscriptions:
-            dispatcher = Dispatcher(subscription, self.publish, self._clock)
+            dispatcher = Dispatcher(limited(subscription), self.publish, self._clock)
+            lanes: Lanes[_Delivery] = Lanes(self._deliver)
+            self._lanes.append(lanes)
             for partition in range(len(self._broker.logs[subscription.topic].partitions)):
                 task = asyncio.create_task(
-                    self._consume(subscription, dispatcher, partition),
+                    self._read(subscription, dispatcher, lanes, partition),
                     name=f"memory-bus:{subscription.group}:{subscription.topic}:{partition}",
                 )
                 self._tasks.append(task)
@@ -126,47 +137,67 @@ class MemoryBus:
         """Wait until this bus's subscriptions have handled everything published (burst mode)."""
         await self._broker.drain([(s.group, s.topic) for s in self._subscriptions])
 
-    async def _consume(
-        self, subscription: Subscription[Any], dispatcher: Dispatcher, partition: int
+    async def _read(
+        self,
+        subscription: Subscription[Any],
+        dispatcher: Dispatcher,
+        lanes: Lanes[_Delivery],
+        partition: int,
     ) -> None:
         broker = self._broker
         log = broker.logs[subscription.topic]
         records = log.partitions[partition]
         position = (subscription.group, subscription.topic, partition)
         physical = broker.settings.physical(subscription.topic)
+        progress = PartitionProgress()
+        limit = backlog(subscription.concurrency)
+        offset = broker.committed.get(position, 0)
+
+        def ready() -> bool:
+            return self._stopping or (offset < len(records) and progress.outstanding < limit)
+
         while True:
-            offset = broker.committed.get(position, 0)
-
-            def ready(offset: int = offset) -> bool:
-                return self._stopping or offset < len(records)
-
             async with log.changed:
                 await log.changed.wait_for(ready)
             if self._stopping:
                 return
             key, value = records[offset]
+            progress.fetched(offset)
+            record = RawRecord(physical, partition, offset, key, value)
+            lanes.submit((partition, key), _Delivery(dispatcher, record, progress, position))
+            offset += 1
+
+    async def _deliver(self, delivery: _Delivery) -> None:
+        record = delivery.record
+        while True:
             try:
-                await dispatcher.handle(RawRecord(physical, partition, offset, key, value))
-            except Exception:
-                logger.exception("redelivering %s[%d]@%d", physical, partition, offset)
+                await delivery.dispatcher.handle(record)
+                break
+            except Exception:  # only publishing fails here: the record comes again
+                logger.exception(
+                    "redelivering %s[%d]@%d", record.topic, record.partition, record.offset
+                )
                 await asyncio.sleep(REDELIVERY_DELAY_S)
-                continue
-            await broker.commit(position, offset + 1)
+        progress = delivery.progress
+        if progress.completed(record.offset) and progress.position is not None:
+            await self._broker.commit(delivery.position, progress.position)
+        log = self._broker.logs[delivery.position[1]]
+        async with log.changed:  # room in the partition's backlog for its reader
+            log.changed.notify_all()
 
     async def stop(self) -> None:
-        """Let in-flight handlers finish (they are never cancelled mid-message), then stop."""
+        """Let in-flight handlers finish (up to the graceful timeout, then they are cancelled);
+        records read but not started are dropped, uncommitted, as on Kafka."""
         self._stopping = True
         for log in self._broker.logs.values():
             async with log.changed:
                 log.changed.notify_all()
-        if self._tasks:
-            _, pending = await asyncio.wait(
-                self._tasks, timeout=self._broker.settings.graceful_timeout_s
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._tasks)
         self._tasks.clear()
+        grace = self._broker.settings.graceful_timeout_s
+        for lanes in self._lanes:
+            await lanes.close(lambda _: True, grace)
+        self._lanes.clear()
 
     async def __aenter__(self) -> MemoryBus:
         await self.start()
@@ -174,3 +205,11 @@ class MemoryBus:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    dispatcher: Dispatcher
+    record: RawRecord
+    progress: PartitionProgress
+    position: tuple[str, Topic, int]
