@@ -17,10 +17,10 @@ from services.dialogue.store.db_cli import add_db_command
 from services.dialogue.test_stories_cli import add_test_stories
 from services.dialogue.visualize_cli import add_visualize_command
 from services.dialogue.worker_cli import add_worker_dialogue
-from services.gateway.run_cli import add_run_commands
 from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
+from services.platform.run_cli import add_run_commands
 from services.scheduler.worker_cli import add_worker_scheduler
 from services.story_backends import in_process_backends
 from services.train_cli import add_train_command

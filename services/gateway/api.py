@@ -18,10 +18,10 @@ from schemas.envelopes import AppendEvents, ExternalTrigger, new_message_id
 from schemas.events import AnyEvent, Event, UserUttered, parse_event
 from schemas.topics import Topic
 from services.common.correlation import correlated
-from services.dialogue.tracker import Verbosity
+from services.common.version import RASA_COMPATIBLE_VERSION, VERSION
 from services.gateway.deps import GatewayDeps
 from services.gateway.errors import ApiError
-from services.version import RASA_COMPATIBLE_VERSION, VERSION
+from services.gateway.ports import INCLUDE_EVENTS, IncludeEvents
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +46,13 @@ class ParseBody(BaseModel):
     message_id: str | None = None
 
 
-def _verbosity(value: str) -> Verbosity:
-    try:
-        return Verbosity[value.upper()]
-    except KeyError as exc:
-        raise ApiError(
-            400,
-            "BadRequest",
-            f"include_events={value!r}: one of {', '.join(v.name for v in Verbosity)}",
-        ) from exc
+def _verbosity(value: str) -> IncludeEvents:
+    for known in INCLUDE_EVENTS:
+        if value.upper() == known:
+            return known
+    raise ApiError(
+        400, "BadRequest", f"include_events={value!r}: one of {', '.join(INCLUDE_EVENTS)}"
+    )
 
 
 def api_router(deps: GatewayDeps) -> APIRouter:
@@ -138,7 +136,7 @@ def api_router(deps: GatewayDeps) -> APIRouter:
         *,
         execute_side_effects: bool,
         output_channel: str | None,
-        verbosity: Verbosity,
+        verbosity: IncludeEvents,
     ) -> dict[str, Any]:
         message_id = new_message_id()
         waiter = deps.hub.expect(conversation_id, message_id)

@@ -11,11 +11,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.common.version import VERSION
 from services.gateway import errors
 from services.gateway.api import api_router
 from services.gateway.channels import channels_router
 from services.gateway.deps import GatewayDeps
-from services.version import VERSION
 
 OPENAPI_FILE = Path(__file__).parent / "openapi.json"
 DESCRIPTION = """\

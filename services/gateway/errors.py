@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.version import VERSION
 from services.gateway.auth import AuthError
-from services.version import VERSION
 
 
 class ApiError(Exception):

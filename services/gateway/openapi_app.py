@@ -10,10 +10,10 @@ from schemas.envelopes import Envelope
 from schemas.project.domain import Domain
 from schemas.topics import Topic
 from services.common.clock import SystemClock
-from services.dialogue.tracker import Verbosity
 from services.gateway.app import create_app
 from services.gateway.auth import Authenticator
 from services.gateway.deps import GatewayDeps
+from services.gateway.ports import IncludeEvents
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import console_routers
@@ -21,7 +21,7 @@ from services.gateway.worker import console_routers
 
 class _Nothing:
     async def tracker(
-        self, conversation_id: str, verbosity: Verbosity = Verbosity.AFTER_RESTART
+        self, conversation_id: str, include_events: IncludeEvents = "AFTER_RESTART"
     ) -> dict[str, Any]:
         raise NotImplementedError
 

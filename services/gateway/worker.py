@@ -21,13 +21,10 @@ from schemas.topics import Topic
 from services.common import lifecycle
 from services.common.bus import Bus, Subscription
 from services.common.clock import Clock, SystemClock
-from services.dialogue.store.ports import Archive
-from services.dialogue.tracker import slot_defaults
-from services.gateway.adapters import ArchiveTrackers
 from services.gateway.app import create_app
 from services.gateway.auth import AgentDirectory, Authenticator
 from services.gateway.deps import GatewayDeps
-from services.gateway.ports import Parser
+from services.gateway.ports import ConversationArchive, Parser, TrackerReader
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
 
@@ -63,7 +60,8 @@ class GatewayWorker(lifecycle.ConsumingWorker):
         settings: GatewaySettings,
         bus: Bus,
         project: Project,
-        archive: Archive,
+        archive: ConversationArchive,
+        trackers: TrackerReader,
         *,
         parser: Parser | None = None,
         agents: AgentDirectory | None = None,
@@ -94,7 +92,7 @@ class GatewayWorker(lifecycle.ConsumingWorker):
             clock=clock,
             publish=bus.publish,
             hub=self.hub,
-            trackers=ArchiveTrackers(archive, slot_defaults(project.domain)),
+            trackers=trackers,
             auth=self.auth,
             domain=project.domain,
             parser=parser,

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.events import parse_events
+from schemas.project.loader import Project
 from services.dialogue.store.ports import Archive
-from services.dialogue.tracker import Verbosity, current_state, replay
+from services.dialogue.tracker import Verbosity, current_state, replay, slot_defaults
+from services.gateway.ports import IncludeEvents
 from services.nlu.interpreter import ParseRequest
 from services.nlu.worker import NluService
 
@@ -24,11 +26,16 @@ class ArchiveTrackers:
         self.slot_defaults = dict(slot_defaults)
 
     async def tracker(
-        self, conversation_id: str, verbosity: Verbosity = Verbosity.AFTER_RESTART
+        self, conversation_id: str, include_events: IncludeEvents = "AFTER_RESTART"
     ) -> dict[str, Any]:
         events = parse_events(await self.archive.read(conversation_id))
         state = replay(events, self.slot_defaults)
-        return current_state(conversation_id, state, events, verbosity)
+        return current_state(conversation_id, state, events, Verbosity[include_events])
+
+
+def archive_trackers(archive: Archive, project: Project) -> ArchiveTrackers:
+    """The tracker reader of a project's conversations (its domain's slots)."""
+    return ArchiveTrackers(archive, slot_defaults(project.domain))
 
 
 class NluParser:

@@ -25,11 +25,11 @@ from services.common.settings import BusSettings
 from services.dialogue.store.memory_store import MemoryHotStore
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker, build_predictor
-from services.gateway.adapters import NluParser
 from services.gateway.auth import AgentDirectory
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import GatewayWorker
 from services.nlu.worker_cli import NluSettings, NluWorker
+from services.platform.adapters import NluParser, archive_trackers
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.worker_cli import SchedulerWorker
 
@@ -120,6 +120,7 @@ class EmbeddedPlatform:
             self._bus(),
             self.project,
             self.archive,
+            archive_trackers(self.archive, self.project),
             parser=NluParser(self.nlu.service),
             agents=self.agents,
             clock=clock,

@@ -22,13 +22,13 @@ from services.common.kafka_bus import KafkaBus
 from services.common.settings import BusSettings
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.store.sql_archive import SqlArchive
-from services.gateway.adapters import NluParser
 from services.gateway.auth import hash_password
-from services.gateway.embedded import EmbeddedOptions, EmbeddedPlatform, demo_agents
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import GatewayWorker
 from services.nlu.worker import NluService
 from services.nlu.worker_cli import NluSettings, build_loader
+from services.platform.adapters import NluParser, archive_trackers
+from services.platform.embedded import EmbeddedOptions, EmbeddedPlatform, demo_agents
 
 logger = logging.getLogger(__name__)
 SHELL_TURN_TIMEOUT_S = 30.0
@@ -228,7 +228,14 @@ async def _serve_gateway(
     assert store.database_url is not None
     archive = SqlArchive(store.database_url)
     await archive.start()
-    worker = GatewayWorker(settings, KafkaBus(bus_settings), project, archive, parser=parser)
+    worker = GatewayWorker(
+        settings,
+        KafkaBus(bus_settings),
+        project,
+        archive,
+        archive_trackers(archive, project),
+        parser=parser,
+    )
     try:
         return await lifecycle.serve(worker)
     finally:

@@ -27,11 +27,11 @@ from services.common.kafka_bus import KafkaBus
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.store.sql_archive import SqlArchive
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker, build_predictor
-from services.gateway.adapters import NluParser
-from services.gateway.embedded import EmbeddedOptions, EmbeddedPlatform
 from services.gateway.settings import GatewaySettings
 from services.gateway.worker import GatewayWorker
 from services.nlu.worker_cli import NluSettings, NluWorker
+from services.platform.adapters import NluParser, archive_trackers
+from services.platform.embedded import EmbeddedOptions, EmbeddedPlatform
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 
@@ -153,6 +153,7 @@ async def kafka_platform(
             KafkaBus(kafka),
             project,
             archive,
+            archive_trackers(archive, project),
             parser=NluParser(nlu.service),
         )
         for n in (1, 2)

@@ -23,13 +23,13 @@ from schemas.project.domain import Domain
 from schemas.topics import Topic
 from services.dialogue.store.migrate import migrate
 from services.dialogue.store.sql_archive import SqlArchive
-from services.gateway.adapters import ArchiveTrackers
 from services.gateway.app import OPENAPI_FILE, create_app, render_openapi
 from services.gateway.auth import Authenticator
 from services.gateway.deps import GatewayDeps
 from services.gateway.openapi_app import documented_app
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
+from services.platform.adapters import ArchiveTrackers
 from tests.support.clock import FakeClock
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
