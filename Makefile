@@ -5,13 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint test test-unit services-up services-down schemas bench demo
+.PHONY: help install lint test test-unit services-up services-down schemas bench demo k8s-lint k8s-render
 
 help:
 	@echo "make demo           install, train the example bot, run everything on http://localhost:5005"
 	@echo "make test           install, start the real services, run the whole suite, stop them"
 	@echo "make install        system packages, Kafka jars, the virtualenv with dev extras"
-	@echo "make lint           ruff + mypy"
+	@echo "make lint           ruff + mypy + k8s-lint"
+	@echo "make k8s-lint       render deploy/k8s overlays, lint them with checkov (deploy/k8s/checkov.yaml)"
+	@echo "make k8s-render     print one overlay's manifests: make k8s-render OVERLAY=prod"
 	@echo "make test-unit      the fast in-memory tests only (no services)"
 	@echo "make services-up    start Kafka, Redis, PostgreSQL, Triton on loopback (reuses running ones)"
 	@echo "make services-down  stop what services-up started"
@@ -32,6 +34,7 @@ lint: install
 	$(VENV)/bin/ruff check schemas services tests benchmarks examples
 	$(VENV)/bin/ruff format --check schemas services tests benchmarks examples
 	$(VENV)/bin/mypy
+	$(MAKE) k8s-lint
 
 test: install
 	scripts/test.sh
@@ -52,6 +55,27 @@ schemas: install
 bench: install
 	scripts/services.sh up kafka
 	eval "$$(scripts/services.sh env)" && $(PY) -m benchmarks.bus --out results/bench-bus.json
+
+# deploy/k8s: schemas are checked by tests/deploy (make test); checkov lints the rendered
+# overlays here. checkov has its own virtualenv: it pins packaging<24, which pytest 9 refuses.
+CHECKOV_VENV := $(VENV)/checkov
+K8S_OVERLAYS := dev prod
+K8S_RENDERED := $(VENV)/k8s-rendered
+OVERLAY ?= prod
+
+$(CHECKOV_VENV)/bin/checkov: | $(STAMP)
+	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY) $(CHECKOV_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python "checkov==3.3.30"
+
+k8s-lint: install $(CHECKOV_VENV)/bin/checkov
+	rm -rf $(K8S_RENDERED) && mkdir -p $(K8S_RENDERED)
+	for overlay in $(K8S_OVERLAYS); do \
+		$(PY) -m tests.support.kustomize deploy/k8s/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
+	done
+	$(CHECKOV_VENV)/bin/checkov --config-file deploy/k8s/checkov.yaml -d $(K8S_RENDERED)
+
+k8s-render: install
+	@$(PY) -m tests.support.kustomize deploy/k8s/overlays/$(OVERLAY)
 
 DEMO_PROJECT ?= examples/bikeshop
 DEMO_PORT ?= 5005
