@@ -51,3 +51,20 @@ def tiny_archive(tiny_project: Path) -> Path:
     path = latest_archive(tiny_project / "models")
     assert path is not None
     return path
+
+
+BIKESHOP = REPO / "examples" / "bikeshop"
+
+
+@pytest.fixture(scope="session")
+def bikeshop_model() -> Path:
+    """Parley's example bot trained by `parley train` into `examples/bikeshop/models/`
+    (git-ignored), as `make demo` does: on a fresh clone the first run trains it (about five
+    minutes on two cores); later runs reuse it ("not retrained" while its data is unchanged)."""
+    from services.cli import main
+    from services.nlu.archive import latest_archive
+
+    assert main(["train", "--project", str(BIKESHOP), "--no-progress"]) == 0
+    path = latest_archive(BIKESHOP / "models")
+    assert path is not None
+    return path

@@ -50,12 +50,6 @@ ASK_DAY = {
 }
 
 
-def _model() -> Path:
-    archives = sorted((BIKESHOP / "models").glob("*.tar.gz"))
-    assert archives, f"{BIKESHOP}/models holds no trained archive"
-    return archives[-1]
-
-
 def _forget_actions_package(saved_path: list[str]) -> None:
     sys.path[:] = saved_path
     for name in [n for n in sys.modules if n.split(".")[0] == "actions"]:
@@ -123,11 +117,12 @@ async def _greeting_over_websocket(ws_url: str) -> None:
 
 @pytest.fixture
 async def kafka_platform(
+    bikeshop_model: Path,
     unique_prefix: str,
     pg_url: str,  # noqa: F811 - the fixture
 ) -> AsyncIterator[list[GatewayWorker]]:
     project = load_project(BIKESHOP)
-    model = _model()
+    model = bikeshop_model
     kafka = bus_settings("kafka", unique_prefix)
     store = StoreSettings(redis_url=REDIS_URL, database_url=pg_url, key_prefix=unique_prefix)
     quiet: dict[str, Any] = {"health_host": "127.0.0.1", "health_port": 0}
@@ -209,10 +204,10 @@ async def test_a_reply_reaches_the_replica_holding_the_users_connection(
 
 
 @pytest.fixture
-async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedPlatform]:
+async def embedded(bikeshop_model: Path, tmp_path: Path) -> AsyncIterator[EmbeddedPlatform]:
     saved_path = list(sys.path)
     platform = EmbeddedPlatform(
-        EmbeddedOptions(project=BIKESHOP, model=_model(), port=0, data_dir=tmp_path)
+        EmbeddedOptions(project=BIKESHOP, model=bikeshop_model, port=0, data_dir=tmp_path)
     )
     await platform.start()
     try:
@@ -229,7 +224,7 @@ async def test_rest_and_websocket_conversations_embedded(embedded: EmbeddedPlatf
     assert (embedded.options.data_dir or Path()).joinpath("archive.db").is_file()
 
 
-def test_parley_shell_chats_in_the_terminal(tmp_path: Path) -> None:
+def test_parley_shell_chats_in_the_terminal(bikeshop_model: Path, tmp_path: Path) -> None:
     """`parley shell`: piped lines are the user's; each turn's messages print before the next
     line is read."""
     import subprocess
@@ -244,7 +239,7 @@ def test_parley_shell_chats_in_the_terminal(tmp_path: Path) -> None:
             "--project",
             str(BIKESHOP),
             "--model",
-            str(_model()),
+            str(bikeshop_model),
             "--data",
             str(tmp_path),
             "--sender",
