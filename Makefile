@@ -68,6 +68,8 @@ $(CHECKOV_VENV)/bin/checkov: | $(STAMP)
 	$(VENV)/bin/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python "checkov==3.3.30"
 
 k8s-lint: install $(CHECKOV_VENV)/bin/checkov
+	$(VENV)/bin/ruff check deploy
+	$(VENV)/bin/ruff format --check deploy
 	rm -rf $(K8S_RENDERED) && mkdir -p $(K8S_RENDERED)
 	for overlay in $(K8S_OVERLAYS); do \
 		$(PY) -m tests.support.kustomize deploy/k8s/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
