@@ -362,3 +362,26 @@ async def test_raw_publications_go_out_as_given(make_bus: BusFactory) -> None:
     await bus.publish(Topic.NLU, user_message("alice", 1))
     [received] = await downstream.wait_for(1)
     assert received == outbound
+
+
+async def test_a_group_from_latest_reads_only_what_comes_after_it_started(
+    make_bus: BusFactory,
+) -> None:
+    """Broadcast readers (each gateway replica) start at the end of the topic: what was
+    published before they joined is not theirs; everything after `start()` returns is."""
+    publisher = make_bus()
+    await publisher.start()
+    before = [user_message(f"conv-{i}", 0) for i in range(8)]
+    for message in before:
+        await publisher.publish(Topic.OUTBOUND, message)
+    recorder = Recorder()
+    reader = make_bus()
+    reader.subscribe(
+        Subscription(Topic.OUTBOUND, "replica-1", recorder, UserMessage, from_latest=True)
+    )
+    await reader.start()
+    after = [user_message(f"conv-{i}", 1) for i in range(8)]
+    for message in after:
+        await publisher.publish(Topic.OUTBOUND, message)
+    received = await recorder.wait_for(len(after))
+    assert sorted(m.message_id for m in received) == sorted(m.message_id for m in after)

@@ -143,6 +143,7 @@ class _GroupConsumer:
         self._dirty = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._assigned = asyncio.Event()
 
     async def start(self) -> None:
         settings = self._settings
@@ -151,7 +152,7 @@ class _GroupConsumer:
             client_id=settings.client_id,
             group_id=self._subscription.group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="latest" if self._subscription.from_latest else "earliest",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
@@ -159,11 +160,28 @@ class _GroupConsumer:
         consumer.subscribe([settings.physical(self._subscription.topic)], listener=_Rebalance(self))
         await consumer.start()
         self._consumer = consumer
+        if self._subscription.from_latest:
+            await self._settle_at_the_end(consumer)
         name = f"{self._subscription.group}:{self._subscription.topic}"
         self._tasks = [
             asyncio.create_task(self._fetch(consumer), name=f"kafka-fetch:{name}"),
             asyncio.create_task(self._commit_when_dirty(), name=f"kafka-commit:{name}"),
         ]
+
+    async def _settle_at_the_end(self, consumer: AIOKafkaConsumer) -> None:
+        """A group that starts at the end of its topic: wait for the assignment and resolve
+        the positions now, so every message published after `start()` returns is read."""
+        try:
+            await asyncio.wait_for(
+                self._assigned.wait(), 3 * self._settings.session_timeout_ms / 1000
+            )
+            for tp in consumer.assignment():
+                await consumer.position(tp)
+        except TimeoutError:
+            logger.warning(
+                "%s: no partitions assigned yet; messages before the assignment are skipped",
+                self._subscription.group,
+            )
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -245,6 +263,7 @@ class _GroupConsumer:
         """Partitions assigned: their records are fetched from the committed offsets."""
         for tp in partitions:
             self._progress.setdefault(tp, PartitionProgress())
+        self._assigned.set()
 
     async def let_go(self, partitions: set[TopicPartition]) -> None:
         """Finish (or abandon) the partitions' running records and commit what is done."""

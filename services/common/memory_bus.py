@@ -117,7 +117,12 @@ class MemoryBus:
             dispatcher = Dispatcher(limited(subscription), self.publish, self._clock)
             lanes: Lanes[_Delivery] = Lanes(self._deliver)
             self._lanes.append(lanes)
-            for partition in range(len(self._broker.logs[subscription.topic].partitions)):
+            log = self._broker.logs[subscription.topic]
+            for partition in range(len(log.partitions)):
+                position = (subscription.group, subscription.topic, partition)
+                if subscription.from_latest and position not in self._broker.committed:
+                    # a new group that only wants what comes next starts at the end of the log
+                    self._broker.committed[position] = len(log.partitions[partition])
                 task = asyncio.create_task(
                     self._read(subscription, dispatcher, lanes, partition),
                     name=f"memory-bus:{subscription.group}:{subscription.topic}:{partition}",
