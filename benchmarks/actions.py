@@ -15,7 +15,8 @@ Two measures:
   (`time.sleep(0.05)` in `run`); wall time from the first publish to the last result, against
   the ideal `ceil(requests / concurrency) * 0.05 s`.
 
-A conversation is one Kafka key, so it is one partition, handled in order: the topics are
+A conversation is one Kafka key, so it is one partition, and its requests are handled in
+order (other conversations' requests on the same partition run beside them): the topics are
 created with `--partitions` partitions and the conversation ids are chosen so that successive
 requests cycle through the partitions (as many requests per partition as the murmur2
 partitioner allows; "balanced"). The same measure with naive ids `conv-0..conv-N` (whatever
