@@ -74,6 +74,7 @@ k8s-lint: install $(CHECKOV_VENV)/bin/checkov
 	for overlay in $(K8S_OVERLAYS); do \
 		$(PY) -m tests.support.kustomize deploy/k8s/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
 	done
+	cp deploy/k8s/jobs/*.yaml $(K8S_RENDERED)/
 	$(CHECKOV_VENV)/bin/checkov --config-file deploy/k8s/checkov.yaml -d $(K8S_RENDERED)
 
 k8s-render: install

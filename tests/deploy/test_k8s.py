@@ -378,3 +378,32 @@ def test_crd_copies_are_the_recorded_ones() -> None:
     assert len(files) == 5
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() in source, path.name
+
+
+def test_the_model_rollout_job_is_valid_restricted_and_fits_the_base() -> None:
+    import yaml
+
+    job = yaml.safe_load((REPO / "deploy" / "k8s" / "jobs" / "model-rollout.yaml").read_text())
+    assert validate(job) == "kubernetes"
+    assert job["metadata"]["namespace"] == NAMESPACE
+    resources = rendered("prod")
+    spec = job["spec"]["template"]["spec"]
+    one(resources, "ServiceAccount", spec["serviceAccountName"])
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims == {"parley-models", "parley-triton-models"}
+    assert claims <= {c["metadata"]["name"] for c in of_kind(resources, "PersistentVolumeClaim")}
+    [container] = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsUser"] >= 10000
+    assert container["image"] == "registry.example.com/parley/nlu:0.1.0"
+    # It writes the repository Triton serves, in a folder Triton is told to use.
+    [triton] = pod_spec(one(resources, "Deployment", "parley-triton"))["containers"]
+    assert "--model-repository=/models/repository" in triton["args"]
+    assert "/triton/repository/" in container["args"][-1]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    fetch = one(resources, "NetworkPolicy", "model-rollout-fetch")["spec"]
+    assert _selects(fetch["podSelector"], labels)
