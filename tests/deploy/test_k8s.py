@@ -407,3 +407,19 @@ def test_the_model_rollout_job_is_valid_restricted_and_fits_the_base() -> None:
     labels = job["spec"]["template"]["metadata"]["labels"]
     fetch = one(resources, "NetworkPolicy", "model-rollout-fetch")["spec"]
     assert _selects(fetch["podSelector"], labels)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_is_autoscaled_and_leaves_replicas_to_its_autoscaler(
+    overlay: str,
+) -> None:
+    resources = rendered(overlay)
+    scaled = {s["spec"]["scaleTargetRef"]["name"] for s in of_kind(resources, "ScaledObject")}
+    hpas = {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(resources, "HorizontalPodAutoscaler")
+    }
+    assert not scaled & hpas, "two autoscalers fight over one Deployment"
+    for deployment in of_kind(resources, "Deployment"):
+        name = deployment["metadata"]["name"]
+        assert name in scaled | hpas, name
+        assert "replicas" not in deployment["spec"], f"{name}: `kubectl apply` would reset it"
