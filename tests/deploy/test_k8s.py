@@ -423,3 +423,61 @@ def test_every_deployment_is_autoscaled_and_leaves_replicas_to_its_autoscaler(
         name = deployment["metadata"]["name"]
         assert name in scaled | hpas, name
         assert "replicas" not in deployment["spec"], f"{name}: `kubectl apply` would reset it"
+
+
+def _rollout_script(root: Path) -> str:
+    import yaml
+
+    job = yaml.safe_load((REPO / "deploy" / "k8s" / "jobs" / "model-rollout.yaml").read_text())
+    script: str = job["spec"]["template"]["spec"]["containers"][0]["args"][-1]
+    return script.replace("/models", str(root / "models")).replace("/triton", str(root / "triton"))
+
+
+def test_the_rollout_script_fetches_stages_and_renames_a_new_triton_model(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "bin").mkdir()
+    source = tmp_path / "20260101-120000.tar.gz"
+    source.write_bytes(b"archive bytes")
+    # A stand-in for `parley export triton`: records its arguments, writes <out>/<name>/.
+    fake = tmp_path / "bin" / "parley"
+    fake.write_text(
+        '#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+        'out=$6; name=$8; mkdir -p "$out/$name/1" && echo cfg > "$out/$name/config.pbtxt"\n'
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "MODEL": source.name,
+        "MODEL_URL": source.as_uri(),
+        "INSTANCE_KIND": "KIND_CPU",
+        "HOSTNAME": "pod",
+    }
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-euc", _rollout_script(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = run()
+    assert result.returncode == 0, result.stderr
+    name = "parley_nlu_20260101_120000"
+    assert (tmp_path / "models" / source.name).read_bytes() == b"archive bytes"
+    assert (tmp_path / "triton" / "repository" / name / "config.pbtxt").is_file()
+    assert not (tmp_path / "triton" / "staging" / name).exists()
+    args = (tmp_path / "bin" / "args").read_text().split()
+    assert args[:2] == ["export", "triton"]
+    assert args[-2:] == ["--instance-kind", "KIND_CPU"]
+    archive = tmp_path / "models" / source.name
+    assert f"PARLEY_NLU_MODEL={archive} PARLEY_NLU_TRITON_MODEL_NAME={name}" in result.stdout
+    # A second roll-out of the same archive never overwrites the model Triton serves.
+    again = run()
+    assert again.returncode == 2
+    assert f"{name} exists already" in again.stderr
