@@ -1,5 +1,5 @@
 """The console's router: the page and its assets, the JSON API and the websocket, over one
-live `Console` that starts listening to the hub when the app starts."""
+live `Console`."""
 
 from __future__ import annotations
 
@@ -24,18 +24,23 @@ ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 
 
 def console_router(deps: GatewayDeps) -> APIRouter:
-    """`GET /console`, `/console/api/...` and `/console/ws`; include it in the gateway's app."""
+    """`GET /console`, `/console/api/...` and `/console/ws`; include it in the gateway's app.
+
+    The console reads the open handoffs from the archive when the app starts (or, served
+    without a lifespan, on its first request) and follows the hub's events from now on."""
     console = Console(deps.archive, deps.clock)
+    # Listening starts now, not in the lifespan, which a server may run without (the gateway
+    # worker's uvicorn does): events until the archive is read wait in the console.
+    detach = console.attach(deps.hub)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        detach = console.attach(deps.hub)
         try:
-            try:
-                await console.ready()
-            except DependencyUnavailable as exc:
-                # The channels serve without the archive; the console reads it on first use.
-                logger.warning("console: the open handoffs are not loaded yet: %s", exc)
+            await console.ready()
+        except DependencyUnavailable as exc:
+            # The channels serve without the archive; the console reads it on first use.
+            logger.warning("console: the open handoffs are not loaded yet: %s", exc)
+        try:
             yield
         finally:
             detach()

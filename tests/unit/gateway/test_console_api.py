@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -22,13 +23,13 @@ from schemas.project.problems import Source
 from schemas.topics import Topic
 from services.dialogue.store.migrate import migrate
 from services.dialogue.store.sql_archive import SqlArchive
-from services.gateway.adapters import ArchiveTrackers
 from services.gateway.app import create_app
 from services.gateway.auth import AgentDirectory, Authenticator
 from services.gateway.console import console_router
 from services.gateway.deps import GatewayDeps
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
+from services.platform.adapters import ArchiveTrackers
 from tests.support.clock import FakeClock
 
 SECRET = "console-test-secret-0123456789abcdef"
@@ -161,6 +162,46 @@ def console(tmp_path: Path) -> Iterator[Console]:
             client.portal.call(archive.close)  # type: ignore[union-attr]
 
 
+async def test_served_without_a_lifespan_it_reads_the_archive_on_first_use(tmp_path: Path) -> None:
+    """The gateway worker's uvicorn runs no lifespan: events that come before the first
+    request wait, and the first request reads the archive."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
+    await migrate(url)
+    async with SqlArchive(url) as archive:
+        await archive.write("waiting", 0, SEEDED["waiting"])
+        hub = ReplyHub()
+        clock = FakeClock(datetime.now(UTC))
+        agents = AgentDirectory()
+        agents.add("alice", "alice-pw")
+
+        async def publish(topic: Topic, envelope: Envelope) -> None:
+            raise AssertionError("nothing is published")
+
+        deps = GatewayDeps(
+            settings=GatewaySettings(jwt_secret=SECRET),
+            clock=clock,
+            publish=publish,
+            hub=hub,
+            trackers=ArchiveTrackers(archive, {}),
+            auth=Authenticator(clock, jwt_secret=SECRET),
+            domain=domain(),
+            agents=agents,
+            archive=archive,
+        )
+        app = create_app(deps, [console_router(deps)])
+        await hub.handle_event({"sender_id": "live", **pause(T0 + 50, "fallback")})
+        await hub.handle_event({"sender_id": "waiting", "event": "resume", "timestamp": T0 + 51})
+        await hub.handle_event({"sender_id": "live2", **pause(T0 + 52)})
+        headers = {"Authorization": f"Bearer {deps.auth.issue('alice', 'agent')}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+            first = (await http.get("/console/api/queue", headers=headers)).json()
+            await hub.handle_event({"sender_id": "live2", "event": "restart", "timestamp": T0 + 53})
+            second = (await http.get("/console/api/queue", headers=headers)).json()
+    assert [i["conversation_id"] for i in first["items"]] == ["live", "live2"]
+    assert [i["conversation_id"] for i in second["items"]] == ["live"]
+
+
 # -- auth -------------------------------------------------------------------------------------
 
 
@@ -276,8 +317,6 @@ def test_concurrent_claims_on_one_replica_publish_one(console: Console) -> None:
     client = console.client
 
     async def race() -> list[int]:
-        import httpx
-
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
             responses = await asyncio.gather(

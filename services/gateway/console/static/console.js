@@ -4,7 +4,7 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     token: sessionStorage.getItem("parley-console-token"),
-    me: null, queue: new Map(), current: null, handoff: null, seen: new Set(),
+    me: null, queue: new Map(), current: null, handoff: null, seen: new Set(), delivered: [],
     ws: null, backoff: 500, offset: 0, stopped: false,
   };
 
@@ -176,7 +176,8 @@
   function open(cid) {
     state.current = cid; state.handoff = state.queue.get(cid) || null;
     $("conv-title").textContent = "Conversation " + cid;
-    $("transcript").replaceChildren(el("li", "system", "loading…")); state.seen.clear();
+    $("transcript").replaceChildren(el("li", "system", "loading…"));
+    state.seen.clear(); state.delivered = [];
     for (const b of document.querySelectorAll("#queue button, #search-results button")) {
       if (b.dataset.cid === cid) b.setAttribute("aria-current", "true");
       else b.removeAttribute("aria-current");
@@ -237,17 +238,23 @@
       }
     }
     list.appendChild(li);
+    const early = entry.kind === "agent" ? state.delivered.indexOf(entry.text) : -1;
+    if (early >= 0) { state.delivered.splice(early, 1); setDelivered(li); }
     list.scrollTop = list.scrollHeight;
   }
 
+  // The outbound message and the `agent` event travel apart: whichever comes second marks it.
   function markDelivered(texts) {
     const pending = [...document.querySelectorAll("#transcript li.agent:not([data-delivered])")];
-    for (const li of pending) {
-      if (texts.includes(li.querySelector(".bubble").textContent)) {
-        li.dataset.delivered = "1";
-        li.appendChild(el("span", "delivered", "✓ delivered"));
-      }
+    for (const text of texts) {
+      const li = pending.find((item) => !item.dataset.delivered && item.querySelector(".bubble").textContent === text);
+      if (li) setDelivered(li); else state.delivered.push(text);
     }
+  }
+
+  function setDelivered(li) {
+    li.dataset.delivered = "1";
+    li.appendChild(el("span", "delivered", "✓ delivered"));
   }
 
   // -- commands -------------------------------------------------------------------------
