@@ -52,6 +52,7 @@ __all__ = [
     "SessionStarted",
     "SlotSet",
     "StoryExported",
+    "UserFeedback",
     "UserUtteranceReverted",
     "UserUttered",
     "event_record",
@@ -414,7 +415,51 @@ class AgentAction(Event):
     OMITTED_WHEN_NONE = frozenset({"text", "assignee"})
 
 
-PARLEY_EVENTS = frozenset({"action_failed", "agent_action"})
+class UserFeedback(Event):
+    """The user's rating of a bot message (``user_feedback``): the design's
+    UserFeedbackReceived.
+
+    A Parley event: `rating` is 1 or -1 on the `thumbs` scale, 1 to 5 on `stars`; `comment`
+    is optional; the bot message it rates is named by its event's timestamp and text (Rasa's
+    bot events carry no id). No tracker effect. Rasa's tools do not know it: Rasa-format
+    consumers of `parley.events` skip event names they do not know (docs/feedback.md).
+    """
+
+    event: Literal["user_feedback"] = "user_feedback"
+    rating: int
+    scale: Literal["thumbs", "stars"] = "thumbs"
+    comment: str | None = None
+    message_timestamp: float | None = None
+    message_text: str | None = None
+    input_channel: str | None = None
+
+    WIRE_FIELDS = (
+        "rating",
+        "scale",
+        "comment",
+        "message_timestamp",
+        "message_text",
+        "input_channel",
+    )
+    OMITTED_WHEN_NONE = frozenset({"comment", "message_timestamp", "message_text", "input_channel"})
+
+    @model_validator(mode="after")
+    def _rating_on_its_scale(self) -> UserFeedback:
+        allowed = {-1, 1} if self.scale == "thumbs" else set(range(1, 6))
+        if self.rating not in allowed:
+            raise ValueError(
+                f"rating {self.rating} is not on the {self.scale} scale "
+                f"({', '.join(str(r) for r in sorted(allowed))})"
+            )
+        return self
+
+
+def is_negative(feedback: UserFeedback) -> bool:
+    """Thumbs down, or one or two stars."""
+    return feedback.rating < 0 if feedback.scale == "thumbs" else feedback.rating <= 2
+
+
+PARLEY_EVENTS = frozenset({"action_failed", "agent_action", "user_feedback"})
 """Event names Parley adds to Rasa's; Rasa-format consumers should skip them."""
 
 
@@ -441,7 +486,8 @@ AnyEvent = Annotated[
     | AgentUttered
     | StoryExported
     | ActionFailed
-    | AgentAction,
+    | AgentAction
+    | UserFeedback,
     Field(discriminator="event"),
 ]
 """Any concrete event, discriminated by its ``event`` key."""

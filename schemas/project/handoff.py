@@ -30,6 +30,7 @@ class HandoffConfig:
     on_fallback: bool = False
     low_confidence: float | None = None
     on_action_failure: bool = False
+    on_negative_feedback: bool = False
     reminders_while_paused: RemindersWhilePaused = "deferred"
 
 
@@ -64,7 +65,7 @@ def read_handoff(data: LineDict, reader: FileReader) -> HandoffConfig:
         values["request_intents"] = (
             () if raw is None else tuple(reader.strings(raw, line, "`handoff.request_intents`"))
         )
-    for key in ("on_fallback", "on_action_failure"):
+    for key in ("on_fallback", "on_action_failure", "on_negative_feedback"):
         if key in section:
             if isinstance(section[key], bool):
                 values[key] = section[key]

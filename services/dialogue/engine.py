@@ -60,8 +60,10 @@ from schemas.events import (
     ReminderScheduled,
     Restarted,
     SlotSet,
+    UserFeedback,
     UserUtteranceReverted,
     UserUttered,
+    is_negative,
     parse_events,
 )
 from schemas.project.domain import Domain
@@ -545,9 +547,15 @@ class DialogueEngine:
         self, conv: Conversation, events: Sequence[Event], now: float
     ) -> TurnResult:
         """Events added through the HTTP API (Rasa's `POST .../tracker/events` and
-        `.../messages`): recorded as they are, nothing predicted; the input is complete."""
+        `.../messages`) or a channel's feedback: recorded as they are, nothing predicted; the
+        input is complete. Negative feedback hands off when `handoff.on_negative_feedback`."""
         result = TurnResult()
         self._record(conv, result, list(events))
+        negative = any(isinstance(e, UserFeedback) and is_negative(e) for e in events)
+        if negative and self.settings.handoff.on_negative_feedback and self._handles(conv):
+            channel = conv.state.latest_input_channel
+            self._predict_and_run(conv, result, now, channel, handoff_reason="negative_feedback")
+            return result
         result.turn_complete = True
         return result
 

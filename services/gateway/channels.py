@@ -12,7 +12,10 @@ Websocket (`/webhooks/websocket/ws`), JSON frames:
 - server → `{"type": "bot", "source": "bot"|"agent"|"system", "messages": [...],
   "turn_complete": bool, "in_reply_to": ...}` for every outbound batch of the conversation,
   proactive ones included; `{"type": "error", "message": ...}` for a bad frame (the
-  connection stays open).
+  connection stays open);
+- client → `{"type": "feedback", "rating": 1 | -1, "message_text": "...", "comment": ...}`
+  (or `"scale": "stars"` with 1 to 5): the user's rating of a bot message, recorded as
+  Parley's `user_feedback` event. REST users post it to `POST /webhooks/rest/feedback`.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
-from schemas.envelopes import OutboundMessage, UserMessage, new_message_id
+from schemas.envelopes import AppendEvents, OutboundMessage, UserMessage, new_message_id
+from schemas.events import UserFeedback
 from schemas.topics import Topic
 from services.common.correlation import correlated
 from services.gateway.auth import AuthError
@@ -51,6 +55,20 @@ class RestMessage(BaseModel):
     sender: SenderId = "default"
     message: str = Field(max_length=1_000_000)
     metadata: dict[str, Any] | None = None
+
+
+class FeedbackIn(BaseModel):
+    """A user's rating of a bot message (Parley's `user_feedback` event)."""
+
+    rating: int = Field(description="1 or -1 on the thumbs scale; 1 to 5 on stars")
+    scale: Literal["thumbs", "stars"] = "thumbs"
+    comment: str | None = Field(default=None, max_length=5_000)
+    message_text: str | None = Field(default=None, description="the rated bot message's text")
+    message_timestamp: float | None = None
+
+
+class RestFeedback(FeedbackIn):
+    sender: SenderId = "default"
 
 
 class BotMessageOut(BaseModel):
@@ -99,6 +117,34 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
         )
         return message_id
 
+    def feedback_event(body: FeedbackIn, channel: str) -> UserFeedback:
+        try:
+            return UserFeedback(
+                timestamp=deps.clock.now().timestamp(),
+                rating=body.rating,
+                scale=body.scale,
+                comment=body.comment,
+                message_text=body.message_text,
+                message_timestamp=body.message_timestamp,
+                input_channel=channel,
+            )
+        except ValidationError as exc:
+            message = exc.errors()[0].get("msg", "invalid feedback")
+            raise ApiError(400, "BadRequest", f"invalid feedback: {message}") from exc
+
+    async def send_feedback(sender: str, event: UserFeedback, message_id: str) -> None:
+        await deps.publish(
+            Topic.DIALOGUE,
+            AppendEvents(
+                conversation_id=sender,
+                message_id=message_id,
+                correlation_id=message_id,
+                sent_at=deps.clock.now(),
+                events=[event],
+                execute_side_effects=True,
+            ),
+        )
+
     @router.get("/webhooks/rest/", summary="REST channel health (Rasa)")
     async def rest_health() -> dict[str, str]:
         return {"status": "ok"}
@@ -129,6 +175,22 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
                 )
                 response.headers["X-Parley-Turn"] = "incomplete"
         return pending + waiter.messages
+
+    @router.post(
+        "/webhooks/rest/feedback",
+        summary="Rate a bot message (Parley): recorded as a `user_feedback` event",
+    )
+    async def rest_feedback(body: RestFeedback, request: Request) -> dict[str, Any]:
+        if settings.channel_auth:
+            deps.require(request, "admin", "user", conversation_id=body.sender)
+        event = feedback_event(body, "rest")
+        message_id = new_message_id()
+        waiter = deps.hub.expect(body.sender, message_id)
+        with correlated(body.sender, message_id):
+            await send_feedback(body.sender, event, message_id)
+            recorded = await deps.hub.wait(waiter, settings.reply_timeout_s)
+        # the bot may answer it (negative feedback can hand the conversation to a human)
+        return {"status": "recorded" if recorded else "accepted", "messages": waiter.messages}
 
     @router.get(
         "/webhooks/rest/inbox/{sender}",
@@ -189,6 +251,15 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
                     frame = await ws.receive_json()
                 except json.JSONDecodeError:
                     await ws.send_json({"type": "error", "message": "frames must be JSON"})
+                    continue
+                if isinstance(frame, dict) and frame.get("type") == "feedback":
+                    try:
+                        body = FeedbackIn.model_validate(frame)
+                        await send_feedback(
+                            sender, feedback_event(body, "websocket"), new_message_id()
+                        )
+                    except (ValidationError, ApiError) as exc:
+                        await ws.send_json({"type": "error", "message": f"feedback: {exc}"})
                     continue
                 text = frame.get("message") if isinstance(frame, dict) else None
                 if frame.get("type") != "user_message" or not isinstance(text, str):

@@ -89,6 +89,7 @@ def test_public_schema_names_are_pinned() -> None:
         "EntitiesAdded",
         "DefinePrevUserUtteredFeaturization",
         "AgentAction",
+        "UserFeedback",
         "AgentUttered",
         "StoryExported",
     }

@@ -40,6 +40,7 @@ from schemas.events import (
     SessionStarted,
     SlotSet,
     StoryExported,
+    UserFeedback,
     UserUtteranceReverted,
     UserUttered,
     event_record,
@@ -178,6 +179,14 @@ STRATEGIES: dict[type[Event], st.SearchStrategy[Event]] = {
         name=st.text(min_size=1, max_size=20),
         reason=st.sampled_from(["failed", "timeout", "not_found"]),
         error=optional_text,
+    ),
+    UserFeedback: _event(
+        UserFeedback,
+        rating=st.sampled_from([-1, 1]),
+        comment=optional_text,
+        message_timestamp=st.none() | st.floats(0, 2e9),
+        message_text=optional_text,
+        input_channel=optional_text,
     ),
     AgentAction: _event(
         AgentAction,
@@ -704,7 +713,7 @@ def test_action_failed_is_a_parley_event() -> None:
         "error": "no answer",
     }
     assert parse_event(event.to_dict()) == event
-    assert {"action_failed", "agent_action"} == PARLEY_EVENTS
+    assert {"action_failed", "agent_action", "user_feedback"} == PARLEY_EVENTS
 
 
 def test_agent_action_is_a_parley_event() -> None:
@@ -721,3 +730,22 @@ def test_agent_action_is_a_parley_event() -> None:
         assert parse_event(event.to_dict()) == event
     with pytest.raises(ValueError, match="agent_action"):
         parse_event({"event": "agent_action", "command": "reply", "agent_id": "ann"})
+
+
+def test_user_feedback_is_a_parley_event_with_a_checked_rating() -> None:
+    thumbs = UserFeedback(timestamp=5.0, rating=-1, comment="wrong shop", input_channel="rest")
+    assert thumbs.to_dict() == {
+        "event": "user_feedback",
+        "timestamp": 5.0,
+        "rating": -1,
+        "scale": "thumbs",
+        "comment": "wrong shop",
+        "input_channel": "rest",
+    }
+    stars = UserFeedback(timestamp=6.0, rating=4, scale="stars", message_timestamp=4.5)
+    for event in (thumbs, stars):
+        assert parse_event(event.to_dict()) == event
+    with pytest.raises(ValueError, match="thumbs scale"):
+        parse_event({"event": "user_feedback", "rating": 3})
+    with pytest.raises(ValueError, match="stars scale"):
+        parse_event({"event": "user_feedback", "rating": 0, "scale": "stars"})

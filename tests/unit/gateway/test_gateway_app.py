@@ -426,3 +426,48 @@ def test_messages_are_parsed_and_added_without_prediction(archive: SqlArchive) -
         assert message.execute_side_effects is False
         bot = client.post("/conversations/carol/messages", json={"text": "x", "sender": "bot"})
         assert bot.status_code == 400
+
+
+def test_feedback_over_rest_and_websocket_becomes_a_user_feedback_event(
+    archive: SqlArchive,
+) -> None:
+    client, fake, _, _ = build(archive)
+    with client:
+        response = client.post(
+            "/webhooks/rest/feedback",
+            json={"sender": "alice", "rating": -1, "message_text": "Hello!", "comment": "meh"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "recorded"
+        [(topic, message)] = fake.published
+        assert topic is Topic.DIALOGUE
+        assert isinstance(message, AppendEvents)
+        assert message.execute_side_effects is True
+        [event] = message.events
+        assert event.to_dict() == {
+            "event": "user_feedback",
+            "timestamp": event.timestamp,
+            "rating": -1,
+            "scale": "thumbs",
+            "comment": "meh",
+            "message_text": "Hello!",
+            "input_channel": "rest",
+        }
+        off_scale = client.post("/webhooks/rest/feedback", json={"sender": "a", "rating": 3})
+        assert off_scale.status_code == 400
+        assert "thumbs scale" in off_scale.json()["message"]
+
+        with client.websocket_connect("/webhooks/websocket/ws") as ws:
+            ws.send_json({"type": "session_request", "sender": "wendy"})
+            ws.receive_json()
+            ws.send_json({"type": "feedback", "rating": 5, "scale": "stars"})
+            assert ws.receive_json()["type"] == "bot"  # the recorded input's completion
+            ws.send_json({"type": "feedback", "rating": 9, "scale": "stars"})
+            error = ws.receive_json()
+            assert error["type"] == "error"
+            assert "stars scale" in error["message"]
+        last = fake.published[-1][1]
+        assert isinstance(last, AppendEvents)
+        assert last.conversation_id == "wendy"
+        assert last.events[0].to_dict()["rating"] == 5
+        assert last.events[0].to_dict()["input_channel"] == "websocket"
