@@ -11,6 +11,8 @@ import pytest
 
 from services.dialogue.store.migrate import migrate
 from services.dialogue.store.sql_archive import SqlArchive
+from services.gateway.auth import Principal
+from services.gateway.console.live import OUTBOX_FRAMES, Viewer
 from services.gateway.console.queue import LAST_MESSAGES, HandoffQueue
 from services.gateway.console.transcript import entry_of, transcript
 
@@ -195,6 +197,23 @@ def test_a_bots_buttons_are_kept_and_a_plain_pause_is_not_shown() -> None:
     assert entry is not None
     assert entry["buttons"] == buttons
     assert entry_of(pause(T0, reason=None)) is None
+
+
+# -- the consoles' outboxes --------------------------------------------------------------------
+
+
+def test_a_console_too_slow_to_read_is_dropped_not_waited_for() -> None:
+    viewer = Viewer(Principal("alice", "agent"))
+    for i in range(OUTBOX_FRAMES):
+        viewer.offer({"type": "event", "n": i})
+    assert not viewer.dropped
+    viewer.offer({"type": "event", "n": OUTBOX_FRAMES})
+
+    assert viewer.dropped
+    # Its writer finds the end at once, and nothing more is queued.
+    assert viewer.outbox.get_nowait() is None
+    viewer.offer({"type": "event"})
+    assert viewer.outbox.empty()
 
 
 # -- the archive's open handoffs ----------------------------------------------------------

@@ -36,6 +36,11 @@
     return node;
   }
 
+  function nameOf(username) {
+    const agent = state.me && state.me.agents.find((a) => a.username === username);
+    return (agent && agent.name) || username || "an agent";
+  }
+
   function since(ts) {
     if (!ts) return "";
     const s = Math.max(0, Math.round(Date.now() / 1000 + state.offset - ts));
@@ -113,6 +118,9 @@
         state.queue = new Map(frame.items.map((i) => [i.conversation_id, i]));
         renderQueue(); break;
       case "queue_item":
+        if (!state.queue.has(frame.item.conversation_id)) {
+          toast("New conversation waiting: " + frame.item.conversation_id + " (" + frame.item.reason + ")");
+        }
         state.queue.set(frame.item.conversation_id, frame.item);
         if (frame.item.conversation_id === state.current) setHandoff(frame.item);
         renderQueue(); break;
@@ -152,7 +160,7 @@
       button.appendChild(el("strong", "", item.conversation_id));
       const meta = el("span", "meta");
       meta.dataset.since = item.paused_at;
-      meta.dataset.holder = item.claimed_by ? "claimed by " + item.claimed_by : "unclaimed";
+      meta.dataset.holder = item.claimed_by ? "claimed by " + nameOf(item.claimed_by) : "unclaimed";
       button.appendChild(meta);
       const last = item.last_messages[item.last_messages.length - 1];
       if (last) button.appendChild(el("span", "last", (last.kind === "user" ? "User: " : last.kind === "agent" ? "Agent: " : "Bot: ") + (last.text || "")));
@@ -161,6 +169,8 @@
       list.appendChild(li);
     }
     $("queue-count").textContent = String(items.length);
+    const waiting = items.filter((i) => !i.claimed_by).length;
+    document.title = (waiting ? "(" + waiting + ") " : "") + "Parley — agent console";
     $("queue-empty").hidden = items.length > 0;
     tick();
   }
@@ -198,7 +208,7 @@
     let status;
     if (!state.current) status = "Pick a conversation in the queue or in the search results.";
     else if (!handoff) status = "The bot is handling this conversation.";
-    else status = "Handed over (" + handoff.reason + ") — " + (handoff.claimed_by ? (mine ? "you hold it" : "held by " + handoff.claimed_by) : "waiting for an agent");
+    else status = "Handed over (" + handoff.reason + ") — " + (handoff.claimed_by ? (mine ? "you hold it" : "held by " + nameOf(handoff.claimed_by)) : "waiting for an agent");
     $("conv-status").textContent = status;
     $("conv-actions").hidden = !handoff;
     $("claim").disabled = !handoff || !!handoff.claimed_by;
@@ -220,12 +230,12 @@
     else if (entry.kind === "resume") { li.className = "system"; li.textContent = "— the bot took over again —"; }
     else if (entry.kind === "action") {
       li.className = "system";
-      const verbs = {claim: "claimed the conversation", assign: "assigned it to " + entry.assignee,
+      const verbs = {claim: "claimed the conversation", assign: "assigned it to " + nameOf(entry.assignee),
                      hand_back: "handed it back to the bot", resolve: "resolved it"};
-      li.textContent = "— " + entry.agent_id + " " + (verbs[entry.command] || entry.command) + " —";
+      li.textContent = "— " + nameOf(entry.agent_id) + " " + (verbs[entry.command] || entry.command) + " —";
     } else {
-      const who = {user: "User", bot: "Bot", agent: "Agent " + (entry.agent_id || ""),
-                   note: "Internal note by " + (entry.agent_id || "")}[entry.kind];
+      const who = {user: "User", bot: "Bot", agent: "Agent " + nameOf(entry.agent_id),
+                   note: "Internal note by " + nameOf(entry.agent_id)}[entry.kind];
       li.appendChild(el("span", "who", who));
       const bubble = el("span", "bubble", entry.text || "");
       li.appendChild(bubble);
