@@ -16,6 +16,7 @@ from services.gateway import errors
 from services.gateway.api import api_router
 from services.gateway.channels import channels_router
 from services.gateway.deps import GatewayDeps
+from services.gateway.metrics import metrics_router
 
 OPENAPI_FILE = Path(__file__).parent / "openapi.json"
 DESCRIPTION = """\
@@ -65,6 +66,7 @@ def create_app(deps: GatewayDeps, extra: Sequence[APIRouter] = ()) -> FastAPI:
     app.add_middleware(JsonBodies)
     app.include_router(channels_router(deps))
     app.include_router(api_router(deps))
+    app.include_router(metrics_router())
     for router in extra:
         app.include_router(router)
     app.state.deps = deps

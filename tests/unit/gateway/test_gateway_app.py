@@ -471,3 +471,11 @@ def test_feedback_over_rest_and_websocket_becomes_a_user_feedback_event(
         assert last.conversation_id == "wendy"
         assert last.events[0].to_dict()["rating"] == 5
         assert last.events[0].to_dict()["input_channel"] == "websocket"
+
+
+def test_prometheus_metrics_are_served(archive: SqlArchive) -> None:
+    client, _, _, _ = build(archive)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "process_" in response.text or "python_" in response.text
