@@ -98,7 +98,7 @@ def console_api(deps: GatewayDeps, console: Console) -> APIRouter:
         handoff = console.get(cid)
         if handoff is None:
             raise ApiError(409, "NotHandedOff", f"conversation {cid!r} is not handed to an agent")
-        holder = handoff.claimed_by
+        holder = handoff.holder(console.now())
         if holder == agent.subject or agent.role == "admin":
             return
         if holder is None:
@@ -212,15 +212,15 @@ def console_api(deps: GatewayDeps, console: Console) -> APIRouter:
                 raise ApiError(
                     409, "NotHandedOff", f"conversation {cid!r} is not handed to an agent"
                 )
-            holder = handoff.claimed_by
+            holder = handoff.holder(console.now())
             if holder == agent.subject:
                 return {"status": "held", "command": "claim", "message_id": None}
             if holder is not None:
                 raise ApiError(
                     409, "Conflict", f"{holder} holds conversation {cid!r}", {"claimed_by": holder}
                 )
-            console.mark_claimed(cid, agent.subject)
-        return await publish(cid, "claim", agent)
+            async with console.claiming(cid, agent.subject):
+                return await publish(cid, "claim", agent)
 
     @router.post("/conversations/{cid}/assign", status_code=202, summary="Give it to an agent")
     async def assign(cid: str, body: Assign, agent: Agent) -> dict[str, Any]:
@@ -228,8 +228,8 @@ def console_api(deps: GatewayDeps, console: Console) -> APIRouter:
             raise ApiError(400, "BadRequest", f"no agent named {body.assignee!r}")
         async with console.claims:
             await held(cid, agent, unclaimed_ok=True)
-            console.mark_claimed(cid, body.assignee)
-        return await publish(cid, "assign", agent, assignee=body.assignee)
+            async with console.claiming(cid, body.assignee):
+                return await publish(cid, "assign", agent, assignee=body.assignee)
 
     @router.post("/conversations/{cid}/reply", status_code=202, summary="Answer the user")
     async def reply(cid: str, body: Text, agent: Agent) -> dict[str, Any]:

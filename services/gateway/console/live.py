@@ -9,9 +9,10 @@ reloads) rather than holding up the event stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from schemas.envelopes import OutboundMessage
@@ -147,10 +148,27 @@ class Console:
                 if conversation_id in viewer.watching:
                     viewer.offer(frame)
 
-    def mark_claimed(self, conversation_id: str, agent_id: str) -> None:
-        change = self.queue.mark_claimed(conversation_id, agent_id, self.clock.now().timestamp())
-        if change is not None:
-            self.broadcast(queue_frame(change))
+    def now(self) -> float:
+        return self.clock.now().timestamp()
+
+    @contextlib.asynccontextmanager
+    async def claiming(self, conversation_id: str, agent_id: str) -> AsyncIterator[None]:
+        """Show the conversation held by `agent_id` while its command is sent; undone when
+        sending fails."""
+        before = self.queue.get(conversation_id)
+        change = self.queue.mark_claimed(conversation_id, agent_id, self.now())
+        if before is None or change is None or change.handoff is None:
+            yield
+            return
+        self.broadcast(queue_frame(change))
+        sent = False
+        try:
+            yield
+            sent = True
+        finally:
+            undone = None if sent else self.queue.restore(before, change.handoff)
+            if undone is not None:
+                self.broadcast(queue_frame(undone))
 
     def broadcast(self, frame: Frame) -> None:
         for viewer in list(self.viewers):

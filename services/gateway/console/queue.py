@@ -19,6 +19,9 @@ from services.gateway.console.transcript import Entry, entry_of
 REASON_KEY = "handoff_reason"
 ENDS = frozenset({"resume", "restart", "session_started"})
 LAST_MESSAGES = 5
+# A claim published here whose event has not come back in this long did not take (the
+# dialogue worker was down, or the handoff ended meanwhile): others may claim again.
+PENDING_CLAIM_S = 30.0
 REMEMBERED_CONVERSATIONS = 10_000
 
 
@@ -35,6 +38,12 @@ class Handoff:
     pending: bool = False
     last_activity: float | None = None
     last_messages: tuple[Entry, ...] = field(default=())
+
+    def holder(self, now: float) -> str | None:
+        """Who holds the conversation at `now`; a claim still pending too long holds nothing."""
+        if self.pending and (self.claimed_at is None or now - self.claimed_at > PENDING_CLAIM_S):
+            return None
+        return self.claimed_by
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +146,12 @@ class HandoffQueue:
         if current is None:
             return None
         return self._set(replace(current, claimed_by=agent_id, claimed_at=now, pending=True))
+
+    def restore(self, before: Handoff, mark: Handoff) -> Change | None:
+        """Undo `mark` (a claim whose command could not be sent), unless events moved on."""
+        if self._open.get(before.conversation_id) != mark:
+            return None
+        return self._set(before)
 
     def _set(self, handoff: Handoff) -> Change:
         self._open[handoff.conversation_id] = handoff

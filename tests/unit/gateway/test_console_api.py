@@ -21,11 +21,13 @@ from schemas.envelopes import BotMessage, ConsoleCommand, Envelope, OutboundMess
 from schemas.project.domain import Action, Domain, Response, ResponseVariation
 from schemas.project.problems import Source
 from schemas.topics import Topic
+from services.common.errors import DependencyUnavailable
 from services.dialogue.store.migrate import migrate
 from services.dialogue.store.sql_archive import SqlArchive
 from services.gateway.app import create_app
 from services.gateway.auth import AgentDirectory, Authenticator
 from services.gateway.console import console_router
+from services.gateway.console.queue import PENDING_CLAIM_S
 from services.gateway.deps import GatewayDeps
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
@@ -74,6 +76,7 @@ class Console:
     archive: SqlArchive
     auth: Authenticator
     clock: FakeClock
+    broken: list[bool]
 
     def token(self, who: str = "alice") -> dict[str, str]:
         response = self.client.post(
@@ -126,8 +129,11 @@ def console(tmp_path: Path) -> Iterator[Console]:
     clock = FakeClock(datetime.now(UTC))
     hub = ReplyHub()
     published: list[tuple[Topic, Envelope]] = []
+    broken: list[bool] = []
 
     async def publish(topic: Topic, envelope: Envelope) -> None:
+        if broken:
+            raise DependencyUnavailable("the bus is down")
         published.append((topic, envelope))
 
     async def seed() -> None:
@@ -157,7 +163,7 @@ def console(tmp_path: Path) -> Iterator[Console]:
     app = create_app(deps, [console_router(deps)])
     with TestClient(app) as client:
         try:
-            yield Console(client, published, hub, archive, auth, clock)
+            yield Console(client, published, hub, archive, auth, clock, broken)
         finally:
             client.portal.call(archive.close)  # type: ignore[union-attr]
 
@@ -301,6 +307,32 @@ def test_claim_publishes_a_console_command_and_a_second_agent_gets_409(console: 
     assert again.status_code == 202
     assert again.json()["status"] == "held"
     assert len(console.published) == 1
+
+
+def test_a_claim_that_could_not_be_sent_or_never_came_back_holds_nothing(
+    console: Console,
+) -> None:
+    post = console.post_to("waiting")
+    console.broken.append(True)
+    with pytest.raises(DependencyUnavailable):
+        post("claim", "alice")
+    console.broken.clear()
+    item = console.client.get("/console/api/queue", headers=console.token()).json()["items"][0]
+    assert (item["conversation_id"], item["claimed_by"], item["pending"]) == (
+        "waiting",
+        None,
+        False,
+    )
+
+    # Sent, but its event never comes back (the handoff ended unseen, the worker was down).
+    assert post("claim", "alice") == 202
+    assert post("claim", "bob") == 409
+    console.clock.advance(PENDING_CLAIM_S + 1)
+    assert post("claim", "bob") == 202
+    assert [(c.command, c.agent_id) for c in console.commands()] == [
+        ("claim", "alice"),
+        ("claim", "bob"),
+    ]
 
 
 def test_only_handed_off_conversations_can_be_claimed(console: Console) -> None:
