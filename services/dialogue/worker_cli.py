@@ -116,6 +116,16 @@ class DialogueWorker(lifecycle.ConsumingWorker):
         )
         self.health = HealthServer(settings.health_host, settings.health_port)
         self.health.add_check("bus", self.bus_check)
+        self.health.add_check("tracker store", self._hot_check)
+        self.health.add_check("archive", self._archive_check)
+
+    async def _hot_check(self) -> tuple[bool, str]:
+        await self.hot.load_snapshot("__parley_ready__")
+        return True, "answers"
+
+    async def _archive_check(self) -> tuple[bool, str]:
+        await self.archive.last_seq("__parley_ready__")
+        return True, "answers"
 
     async def start(self) -> None:
         await self.health.start()
