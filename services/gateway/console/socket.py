@@ -8,7 +8,8 @@
   previous one) → `{"type": "transcript", "conversation_id", "handoff", "transcript"}`, then
   live `{"type": "event", "conversation_id", "entry"}` and `{"type": "delivered",
   "conversation_id", "source", "texts"}` (messages that went out to the user);
-- client → `{"type": "ping"}` → `{"type": "pong"}`; a bad frame → `{"type": "error"}`.
+- client → `{"type": "ping"}` → `{"type": "pong"}`; a bad frame → `{"type": "error"}`;
+- when the token expires the server sends an error and closes the socket (1008).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
+import jwt
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from services.gateway.auth import AuthError, Principal
@@ -30,7 +32,22 @@ AUTH_TIMEOUT_S = 10.0
 POLICY_VIOLATION = 1008
 
 
-async def _authenticate(ws: WebSocket, deps: GatewayDeps) -> Principal | None:
+async def _refuse(ws: WebSocket, exc: AuthError) -> None:
+    await ws.send_json({"type": "error", "reason": exc.reason, "message": str(exc)})
+    await ws.close(code=POLICY_VIOLATION)
+
+
+def _expiry(token: str) -> float | None:
+    """When an (already verified) JWT expires; None for the operator's static token."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+async def _authenticate(ws: WebSocket, deps: GatewayDeps) -> tuple[Principal, float | None] | None:
     try:
         hello = await asyncio.wait_for(ws.receive_json(), AUTH_TIMEOUT_S)
     except (TimeoutError, ValueError, KeyError):
@@ -40,10 +57,9 @@ async def _authenticate(ws: WebSocket, deps: GatewayDeps) -> Principal | None:
         if not isinstance(token, str) or not token:
             raise AuthError(401, "NotAuthenticated", 'send {"type": "auth", "token": ...} first')
         principal = deps.auth.authenticate(f"Bearer {token}")
-        return deps.auth.require(principal, "admin", "agent")
+        return deps.auth.require(principal, "admin", "agent"), _expiry(token)
     except AuthError as exc:
-        await ws.send_json({"type": "error", "reason": exc.reason, "message": str(exc)})
-        await ws.close(code=POLICY_VIOLATION)
+        await _refuse(ws, exc)
         return None
 
 
@@ -88,19 +104,30 @@ def console_socket(deps: GatewayDeps, console: Console) -> APIRouter:
     async def console_ws(ws: WebSocket) -> None:
         await ws.accept()
         try:
-            principal = await _authenticate(ws, deps)
+            authenticated = await _authenticate(ws, deps)
         except WebSocketDisconnect:
             return
-        if principal is None:
+        if authenticated is None:
             return
+        principal, expires_at = authenticated
         await console.ready()
         viewer = Viewer(principal)
         viewer.offer(console.snapshot())
         console.viewers.add(viewer)
         writer = asyncio.create_task(_write(ws, viewer))
         reader = asyncio.create_task(_read(ws, viewer, deps, console))
+        left = None if expires_at is None else max(0.0, expires_at - deps.clock.now().timestamp())
         try:
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {writer, reader}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                # The token expired: the console logs in again.
+                console.viewers.discard(viewer)
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+                await _refuse(ws, AuthError(401, "NotAuthenticated", "the token has expired"))
         finally:
             console.viewers.discard(viewer)
             for task in (writer, reader):

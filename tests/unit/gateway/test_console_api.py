@@ -545,3 +545,17 @@ def test_the_websocket_pushes_the_queue_and_the_watched_transcript(console: Cons
         assert ws.receive_json() == {"type": "pong"}
         ws.send_json({"type": "dance"})
         assert ws.receive_json()["type"] == "error"
+
+
+def test_the_websocket_is_closed_when_its_token_expires(console: Console) -> None:
+    now = int(console.clock.now().timestamp())
+    token = jwt.encode(
+        {"sub": "alice", "role": "agent", "iat": now, "exp": now + 1}, SECRET, algorithm="HS256"
+    )
+    with console.client.websocket_connect("/console/ws") as ws:
+        assert authed(ws, {"Authorization": f"Bearer {token}"})["type"] == "queue"
+        expired = ws.receive_json()
+        assert (expired["type"], expired["message"]) == ("error", "the token has expired")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
