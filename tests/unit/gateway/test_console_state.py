@@ -1,5 +1,5 @@
 """The console's handoff queue and transcripts as folds of events, and the archive's query of
-the open handoffs (SQLite)."""
+the open handoffs (SQLite; PostgreSQL under the integration marker)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.gateway.auth import Principal
 from services.gateway.console.live import OUTBOX_FRAMES, Viewer
 from services.gateway.console.queue import LAST_MESSAGES, HandoffQueue
 from services.gateway.console.transcript import entry_of, transcript
+from tests.integration.test_tracker_store import pg_url  # noqa: F401 - fixture
 
 T0 = 1_700_000_000.0
 
@@ -230,6 +231,17 @@ async def archive(tmp_path: Path) -> AsyncIterator[SqlArchive]:
 async def test_open_handoffs_are_the_pauses_with_a_reason_and_no_later_end(
     archive: SqlArchive,
 ) -> None:
+    await check_open_handoffs(archive)
+
+
+@pytest.mark.integration
+async def test_open_handoffs_on_postgresql(pg_url: str) -> None:  # noqa: F811 - fixture
+    await migrate(pg_url)
+    async with SqlArchive(pg_url) as archive:
+        await check_open_handoffs(archive)
+
+
+async def check_open_handoffs(archive: SqlArchive) -> None:
     await archive.write("waiting", 0, [user("human!", T0), pause(T0 + 1)])
     await archive.write("held", 0, [pause(T0 + 5, "fallback"), agent_action("claim", "a", T0 + 6)])
     await archive.write("resumed", 0, [pause(T0), resume(T0 + 2)])
