@@ -436,9 +436,27 @@ class DialogueEngine:
             action = None
         result = TurnResult()
         channel = channel or conv.state.latest_input_channel
-        prediction = Prediction(action or ACTION_LISTEN, 1.0, HANDOFF_POLICY)
+        if self._run_then_listen(conv, result, action, HANDOFF_POLICY, timer, now, channel):
+            return result  # a custom action: the turn resumes with its result
+        self._drain(conv, result, now)
+        return result
+
+    def _run_then_listen(
+        self,
+        conv: Conversation,
+        result: TurnResult,
+        action: str | None,
+        policy: str,
+        why: str,
+        now: float,
+        channel: str | None,
+    ) -> bool:
+        """Run `action` (if any), resume the conversation if still paused, and listen: no
+        policy predicts after it (a handoff timer's outcome, an agent's follow-up). True when
+        `action` is a custom action now pending (its result finishes the turn)."""
+        prediction = Prediction(action or ACTION_LISTEN, 1.0, policy)
         if action and not self._runs_locally(action):
-            key = f"{conv.conversation_id}\0{conv.seq}\0{timer}\0{action}".encode()
+            key = f"{conv.conversation_id}\0{conv.seq}\0{why}\0{action}".encode()
             conv.pending = PendingAction(
                 hashlib.sha256(key).hexdigest()[:40],
                 action,
@@ -448,13 +466,12 @@ class DialogueEngine:
                 resume_after=True,
             )
             result.action_requests.append(conv.pending)
-            return result
+            return True
         if action:
             ctx = ActionContext(conv.state, conv.events, self.domain, self.renderer, channel, now)
             self._record(conv, result, [self._executed(prediction, now), *run_local(action, ctx)])
         self._resume_and_listen(conv, result, now)
-        self._drain(conv, result, now)
-        return result
+        return False
 
     def _resume_and_listen(self, conv: Conversation, result: TurnResult, now: float) -> None:
         if conv.state.paused:
@@ -594,9 +611,15 @@ class DialogueEngine:
         if command == "hand_back":
             self._record(conv, result, [ConversationResumed(timestamp=now)])
             if followup_action and self.domain.is_known_action(followup_action):
+                # The agent's chosen action runs, then the bot listens: a policy predicting
+                # after it would see a history no story has (the user's messages during the
+                # pause) and fall back, and a fallback's rewind would undo the resume.
                 self._record(conv, result, [FollowupAction(timestamp=now, name=followup_action)])
                 channel = conv.state.latest_input_channel
-                self._predict_and_run(conv, result, now, channel)
+                if self._run_then_listen(
+                    conv, result, followup_action, "FollowupAction", "hand_back", now, channel
+                ):
+                    return result
         elif command == "resolve" and conv.state.paused:
             self._record(conv, result, [ConversationResumed(timestamp=now)])
         self._drain(conv, result, now)

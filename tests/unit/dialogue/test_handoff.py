@@ -600,3 +600,20 @@ def test_stale_timer_reasons() -> None:
     assert stale_timer(None, "queue", 10) == "the conversation is no longer handed off"
     assert stale_timer(status, "agent_silence", 10) == "no agent holds the conversation"
     assert stale_timer(status, "nap", 10) == "unknown handoff timer 'nap'"
+
+
+def test_a_followup_after_messages_during_the_pause_does_not_undo_the_hand_back(
+    domain: Domain,
+) -> None:
+    """The user spoke while paused; the agent hands back with a follow-up: it runs and the bot
+    listens (a policy predicting there would fall back, and the fallback's rewind would undo
+    the resume); the user's next message is answered."""
+    eng = engine(domain)
+    conv = handed_off(eng, domain)
+    eng.on_agent_command(conv, "claim", "ann", 20)
+    eng.on_user_message(conv, user("order", 21), 21)
+    result = eng.on_agent_command(conv, "hand_back", "ann", 30, followup_action="utter_greet")
+    assert names(result)[-3:] == ["action:utter_greet", "bot:Hello!", "action:action_listen"]
+    assert not conv.state.paused
+    answered = eng.on_user_message(conv, user("greet", 40), 40)
+    assert "bot:Hello!" in names(answered)
