@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,8 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.errors import DependencyUnavailable
 from services.common.version import VERSION
 from services.gateway.auth import AuthError
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -62,6 +66,17 @@ def install(app: FastAPI) -> None:
         first = problems[0] if problems else {"loc": "body", "msg": "invalid"}
         message = f"invalid request: {first['loc']}: {first['msg']}"
         return JSONResponse(error_body(400, "BadRequest", message, {"errors": problems}), 400)
+
+    @app.exception_handler(DependencyUnavailable)
+    async def _unavailable(_: Request, exc: DependencyUnavailable) -> JSONResponse:
+        logger.warning("a dependency is unavailable: %s", exc)
+        return JSONResponse(error_body(503, "Unavailable", str(exc)), 503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request failed")
+        message = f"{type(exc).__name__}: the gateway could not answer (see its log)"
+        return JSONResponse(error_body(500, "ServerError", message), 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -479,3 +479,29 @@ def test_prometheus_metrics_are_served(archive: SqlArchive) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "process_" in response.text or "python_" in response.text
+
+
+def test_unavailable_dependencies_and_crashes_answer_in_rasas_shape(archive: SqlArchive) -> None:
+    from services.common.errors import DependencyUnavailable
+
+    built, _, _, _ = build(archive)
+    client = TestClient(built.app, raise_server_exceptions=False)
+    deps: GatewayDeps = built.app.state.deps  # type: ignore[attr-defined]
+
+    class Down:
+        async def tracker(self, conversation_id: str, include_events: str = "") -> dict[str, Any]:
+            raise DependencyUnavailable("the archive does not answer")
+
+    class Broken:
+        async def tracker(self, conversation_id: str, include_events: str = "") -> dict[str, Any]:
+            raise RuntimeError("boom")
+
+    deps.trackers = Down()
+    down = client.get("/conversations/alice/tracker")
+    assert down.status_code == 503
+    assert down.json()["reason"] == "Unavailable"
+    deps.trackers = Broken()
+    broken = client.get("/conversations/alice/tracker")
+    assert broken.status_code == 500
+    assert broken.json()["status"] == "failure"
+    assert "RuntimeError" in broken.json()["message"]
