@@ -3,7 +3,9 @@
 An entry is a small JSON object with a `kind`: `user` (text, intent, confidence), `bot`
 (text, buttons, image), `agent` (text, agent_id), `note` (an internal note: never shown to the
 user), `action` (claim, assign, hand_back, resolve), `handoff` (the bot handed over, with the
-reason) or `resume` (the bot took over again). Other events are not shown.
+reason), `resume` (the bot took over again) or `feedback` (the user's rating of a bot
+message: rating, scale, comment as `text`, the rated `message_text`). Other events are not
+shown.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ def entry_of(record: Mapping[str, Any]) -> Entry | None:
         body = {"kind": "handoff", "reason": reason}
     elif name == "resume":
         body = {"kind": "resume"}
+    elif name == "user_feedback":
+        body = {
+            "kind": "feedback",
+            "rating": record.get("rating"),
+            "scale": record.get("scale", "thumbs"),
+            "text": record.get("comment"),
+            "message_text": record.get("message_text"),
+        }
     else:
         return None
     body["timestamp"] = record.get("timestamp")

@@ -263,3 +263,24 @@ async def check_open_handoffs(archive: SqlArchive) -> None:
     ]
     assert found[1].event["metadata"] == {"handoff_reason": "action_failure"}
     assert [h.sender_id for h in await archive.open_handoffs(limit=2)] == ["waiting", "again"]
+
+
+def test_user_feedback_shows_in_the_transcript() -> None:
+    entry = entry_of(
+        {
+            "event": "user_feedback",
+            "timestamp": 7.0,
+            "rating": -1,
+            "scale": "thumbs",
+            "comment": "not what I asked",
+            "message_text": "Hello!",
+        }
+    )
+    assert entry == {
+        "kind": "feedback",
+        "rating": -1,
+        "scale": "thumbs",
+        "text": "not what I asked",
+        "message_text": "Hello!",
+        "timestamp": 7.0,
+    }

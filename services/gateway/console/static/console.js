@@ -228,6 +228,15 @@
     const li = el("li", entry.kind);
     if (entry.kind === "handoff") { li.className = "system"; li.textContent = "— handed to an agent: " + entry.reason + " —"; }
     else if (entry.kind === "resume") { li.className = "system"; li.textContent = "— the bot took over again —"; }
+    else if (entry.kind === "feedback") {
+      li.className = "system feedback";
+      const good = entry.scale === "stars" ? entry.rating >= 4 : entry.rating > 0;
+      const rating = entry.scale === "stars" ? entry.rating + "/5 stars" : (good ? "\u{1F44D} helpful" : "\u{1F44E} not helpful");
+      let line = "— user feedback: " + rating;
+      if (entry.message_text) line += " on \u201C" + entry.message_text + "\u201D";
+      if (entry.text) line += ": " + entry.text;
+      li.textContent = line + " —";
+    }
     else if (entry.kind === "action") {
       li.className = "system";
       const verbs = {claim: "claimed the conversation", assign: "assigned it to " + nameOf(entry.assignee),
