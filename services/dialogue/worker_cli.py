@@ -3,9 +3,10 @@
 It reads the bot project (domain, stories, rules, config), loads the policy ensemble from the
 model archive (`--model` / `PARLEY_DIALOGUE_MODEL`; trained at start when none is given),
 reads the handoff settings once from `endpoints.yml`'s `handoff:` section (docs/handoff.md),
-opens the tracker store (Redis + SQL archive, migrated at start), subscribes to
-`parley.dialogue`, and serves `/health/live` and `/health/ready`. Settings: `PARLEY_DIALOGUE_*`
-(this module) and `PARLEY_STORE_*` / `REDIS_URL` / `DATABASE_URL` (the store).
+opens the tracker store (Redis + SQL archive, or SQL alone with `PARLEY_STORE_BACKEND=sql`;
+migrated at start), subscribes to `parley.dialogue`, and serves `/health/live` and
+`/health/ready`. Settings: `PARLEY_DIALOGUE_*` (this module) and `PARLEY_STORE_*` /
+`REDIS_URL` / `DATABASE_URL` (the store).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from services.dialogue.store.ports import HotStore
 from services.dialogue.store.redis_store import RedisHotStore
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.store.sql_archive import SqlArchive
+from services.dialogue.store.sql_hot_store import AppendedArchive, SqlHotStore
 
 logger = logging.getLogger(__name__)
 GROUP = "parley-dialogue"
@@ -96,8 +98,10 @@ class DialogueWorker(lifecycle.ConsumingWorker):
         self.bus = bus
         self.project = project
         self.database_url = store.database_url
-        self.hot: HotStore = hot or RedisHotStore(store.redis_url, store.key_prefix, store.expire_s)
         self.archive = SqlArchive(self.database_url)
+        if hot is None and store.backend == "sql":
+            hot, self.archive = SqlHotStore(self.database_url), AppendedArchive(self.database_url)
+        self.hot: HotStore = hot or RedisHotStore(store.redis_url, store.key_prefix, store.expire_s)
         engine = DialogueEngine(
             project.domain,
             predictor or build_predictor(project, settings.model),

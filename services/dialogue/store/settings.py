@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,5 +23,9 @@ class StoreSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "PARLEY_STORE_DATABASE_URL"),
     )
+    # `redis`: Redis holds the live conversations, the SQL archive every event (written after
+    # each append, rebuilt from when Redis lost one). `sql`: the database alone, events and
+    # snapshot in one transaction (docs/tracker-stores.md compares them).
+    backend: Literal["redis", "sql"] = "redis"
     key_prefix: str = "parley"
     expire_s: int | None = Field(default=None, gt=0)

@@ -19,6 +19,7 @@ from typing import Any, Self
 
 from sqlalchemy import (
     Column,
+    DateTime,
     Float,
     Index,
     Integer,
@@ -77,6 +78,17 @@ events_table = Table(
     Index("ix_events_timestamp", "timestamp"),
     Index("ix_events_type_name_timestamp", "type_name", "timestamp"),
     Index("ix_events_intent_name", "intent_name"),
+)
+
+# The SQL hot store's version and snapshot per conversation (`sql_hot_store.SqlHotStore`, with
+# `PARLEY_STORE_BACKEND=sql`): here so that the one `metadata` holds the whole schema.
+snapshots_table = Table(
+    "conversation_snapshots",
+    metadata,
+    Column("sender_id", String(NAME_LENGTH), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("snapshot", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 

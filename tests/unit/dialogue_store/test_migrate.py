@@ -21,6 +21,7 @@ from services.dialogue.store.sql_archive import SqlArchive, metadata
 from tests.unit.dialogue_store.fakes import bot
 
 REPO = Path(__file__).resolve().parents[3]
+HEAD = head_revision()
 
 
 async def schema_of(url: str) -> tuple[list[str], list[object]]:
@@ -43,10 +44,24 @@ async def test_upgrade_creates_the_archive_schema(sqlite_url: str) -> None:
     assert await current_revision(sqlite_url) is None
     await migrate(sqlite_url)
 
-    assert await current_revision(sqlite_url) == head_revision() == "0001"
+    assert await current_revision(sqlite_url) == HEAD
     tables, diff = await schema_of(sqlite_url)
-    assert tables == ["alembic_version", "events"]
+    assert tables == ["alembic_version", "conversation_snapshots", "events"]
     assert diff == []
+
+
+async def test_the_sql_hot_stores_table_comes_after_the_archives(sqlite_url: str) -> None:
+    await migrate(sqlite_url, "0001")
+    async with SqlArchive(sqlite_url) as archive:
+        await archive.write("alice", 0, [bot("kept", 1.0)])
+    tables, _ = await schema_of(sqlite_url)
+    assert "conversation_snapshots" not in tables
+
+    await migrate(sqlite_url, "0002")
+    tables, _ = await schema_of(sqlite_url)
+    assert "conversation_snapshots" in tables
+    async with SqlArchive(sqlite_url) as archive:
+        assert await archive.read("alice") == [bot("kept", 1.0)]
 
 
 async def test_upgrading_twice_is_a_no_op(sqlite_url: str) -> None:
@@ -75,7 +90,12 @@ def test_the_migrations_ship_in_the_package() -> None:
     shipped = [
         path for path in MIGRATIONS.rglob("*") if path.is_file() and "__pycache__" not in path.parts
     ]
-    assert {p.name for p in shipped} >= {"env.py", "script.py.mako", "0001_events.py"}
+    assert {p.name for p in shipped} >= {
+        "env.py",
+        "script.py.mako",
+        "0001_events.py",
+        "0002_conversation_snapshots.py",
+    }
     for path in shipped:
         relative = path.relative_to(services).as_posix()
         assert any(fnmatch.fnmatch(relative, p) for p in patterns), f"{relative} is not shipped"
@@ -90,15 +110,15 @@ def run_cli(argv: list[str]) -> int:
 
 def test_db_upgrade_and_current(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["db", "current", "--database-url", sqlite_url]) == 1
-    assert "none (head is 0001: run `parley db upgrade`)" in capsys.readouterr().out
+    assert f"none (head is {HEAD}: run `parley db upgrade`)" in capsys.readouterr().out
 
     assert run_cli(["db", "upgrade", "--database-url", sqlite_url]) == 0
-    assert "from nothing to 0001 (head)" in capsys.readouterr().out
+    assert f"from nothing to {HEAD} (head)" in capsys.readouterr().out
     assert run_cli(["db", "upgrade", "--database-url", sqlite_url]) == 0
-    assert "is already at 0001 (head)" in capsys.readouterr().out
+    assert f"is already at {HEAD} (head)" in capsys.readouterr().out
 
     assert run_cli(["db", "current", "--database-url", sqlite_url]) == 0
-    assert capsys.readouterr().out == "0001 (head)\n"
+    assert capsys.readouterr().out == f"{HEAD} (head)\n"
 
 
 def test_db_reads_database_url_from_the_environment(
@@ -106,7 +126,7 @@ def test_db_reads_database_url_from_the_environment(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     assert run_cli(["db", "upgrade"]) == 0
-    assert "to 0001 (head)" in capsys.readouterr().out
+    assert f"to {HEAD} (head)" in capsys.readouterr().out
 
 
 def test_db_without_a_database_says_so(
