@@ -85,9 +85,14 @@ def _wait_for_url(process: subprocess.Popen[str], lines: queue.Queue[str | None]
 
 
 @pytest.fixture(scope="module")
-def parley(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert list((BIKESHOP / "models").glob("*.tar.gz")), "train the bikeshop first (make demo)"
-    data = tmp_path_factory.mktemp("parley-data")
+def parley_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`parley run`'s data folder (its SQLite archive)."""
+    return tmp_path_factory.mktemp("parley-data")
+
+
+@pytest.fixture(scope="module")
+def parley(bikeshop_model: Path, parley_data: Path) -> Iterator[str]:
+    data = parley_data
     log = (data / "parley.log").open("w", encoding="utf-8")
     command = [
         str(Path(sys.executable).parent / "parley"),
@@ -233,3 +238,60 @@ def test_a_human_agent_takes_over_and_hands_back(parley: str, browser: Browser) 
     found = agent.locator("#search-results button", has_text=sender)
     expect(found).to_contain_text("User: my chain snapped on the way to work")
     shot(agent, "11-console-search")
+
+
+def test_the_user_rates_a_bot_message_on_the_chat_page_and_over_rest(
+    parley: str, parley_data: Path, browser: Browser
+) -> None:
+    """Feedback (`user_feedback`): a thumbs down under a bot message on the chat page, and a
+    rating over REST, reach the SQL archive and the agent's transcript."""
+    import httpx
+
+    expect.set_options(timeout=STEP_TIMEOUT_MS)
+    user = browser.new_context(viewport={"width": 900, "height": 700}).new_page()
+    user.goto(parley + "/")
+    expect(user.locator("#status")).to_have_text("connected")
+    sender = str(user.evaluate("localStorage.getItem('parley-sender')"))
+    log = user.locator("#log")
+    say(user, "hello")
+    greeting = log.locator("li.bot").first
+    expect(greeting).to_contain_text(GREETINGS)
+    greeting.get_by_role("button", name="Not helpful").click()
+    expect(greeting.get_by_role("status")).to_have_text("thanks for the feedback")
+    expect(greeting.get_by_role("button", name="Helpful", exact=True)).to_be_disabled()
+    shot(user, "12-user-thumbs-down")
+
+    rest = httpx.post(
+        parley + "/webhooks/rest/feedback",
+        json={"sender": sender, "rating": 4, "scale": "stars", "comment": "quick answer"},
+        timeout=30,
+    )
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["status"] == "recorded"
+
+    # in the archive (the tracker is read from it), in order
+    tracker = httpx.get(
+        parley + f"/conversations/{sender}/tracker", params={"include_events": "ALL"}, timeout=30
+    ).json()
+    feedback = [e for e in tracker["events"] if e["event"] == "user_feedback"]
+    assert [(f["rating"], f["scale"], f["input_channel"]) for f in feedback] == [
+        (-1, "thumbs", "websocket"),
+        (4, "stars", "rest"),
+    ]
+    assert GREETINGS.search(feedback[0]["message_text"])
+
+    # and in the console's transcript of the conversation
+    agent = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    agent.goto(parley + "/console")
+    agent.get_by_label("Username").fill("agent")
+    agent.get_by_label("Password").fill(PASSWORD)
+    agent.get_by_label("Password").press("Enter")
+    expect(agent.locator("#connection")).to_have_text("live")
+    agent.get_by_label("Text in user or bot messages").fill("hello")
+    agent.get_by_label("Text in user or bot messages").press("Enter")
+    agent.locator("#search-results button", has_text=sender).first.click()
+    transcript = agent.locator("#transcript")
+    expect(transcript.locator("li.feedback").first).to_contain_text("not helpful")
+    expect(transcript.locator("li.feedback").last).to_contain_text("4/5 stars")
+    expect(transcript.locator("li.feedback").last).to_contain_text("quick answer")
+    shot(agent, "13-console-feedback")
