@@ -256,3 +256,47 @@ def test_parley_shell_chats_in_the_terminal(bikeshop_model: Path, tmp_path: Path
     ]
     assert said[0] in GREETINGS, done.stdout
     assert said[1] in ASK_DAY, done.stdout
+
+
+async def test_rest_feedback_reaches_parley_events_and_the_archive(
+    kafka_platform: list[GatewayWorker], unique_prefix: str
+) -> None:
+    """Feedback over REST is a `user_feedback` event: on `parley.events` (Rasa's event-broker
+    record) and in the SQL archive behind the tracker."""
+    import asyncio
+
+    from schemas.topics import Topic
+    from services.common.bus import Subscription
+
+    first, _ = kafka_platform
+    records: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def record(body: dict[str, Any]) -> None:
+        await records.put(body)
+
+    probe = KafkaBus(bus_settings("kafka", unique_prefix))
+    probe.subscribe(Subscription(Topic.EVENTS, "probe", record, dict[str, Any], from_latest=True))
+    await probe.start()
+    try:
+        sender = f"fb-{uuid.uuid4().hex[:8]}"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.port}") as client:
+            await _rest(client, sender, "hello")
+            response = await client.post(
+                "/webhooks/rest/feedback",
+                json={"sender": sender, "rating": -1, "comment": "not helpful"},
+                timeout=30,
+            )
+            assert response.json()["status"] == "recorded"
+            tracker = (
+                await client.get(f"/conversations/{sender}/tracker?include_events=ALL")
+            ).json()
+        assert tracker["events"][-1]["event"] == "user_feedback"
+        while True:
+            body = await asyncio.wait_for(records.get(), 30)
+            if body["sender_id"] == sender and body["event"] == "user_feedback":
+                break
+        assert body["rating"] == -1
+        assert body["comment"] == "not helpful"
+        assert body["input_channel"] == "rest"
+    finally:
+        await probe.stop()
