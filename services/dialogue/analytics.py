@@ -9,15 +9,16 @@ events over custom action attempts. Days are UTC days of the event timestamps.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import DependencyUnavailable, PermanentError
 from services.dialogue import analytics_sql as q
@@ -43,6 +44,7 @@ BUILTIN_ACTIONS = frozenset(BUILTINS) | {
 }
 LATENCY_EDGES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 """Lower edges (s) of the latency histogram's bins; the last bin is open."""
+T = TypeVar("T")
 
 
 class ArchiveNotReady(PermanentError):
@@ -70,6 +72,7 @@ class DayStats:
     conversations: int = 0
     turns: int = 0
     fallbacks: int = 0
+    nlu_fallbacks: int = 0
     handoffs: int = 0
     custom_actions: int = 0
     action_failures: int = 0
@@ -122,6 +125,7 @@ class StatsReport:
     confidence_histogram: list[int]
     fallbacks: dict[str, int]
     fallback_rate: float | None
+    nlu_fallback_rate: float | None
     handoffs: dict[str, int]
     handoff_rate: float | None
     actions: list[ActionStats]
@@ -189,30 +193,25 @@ async def archive_stats(
     window = q.Window(since, until)
     d = q.Dialect(engine.dialect.name)
     try:
-        async with engine.connect() as connection:
-            turns = await q.turns_per_day(connection, d, window)
-            conversations = await q.conversations(connection, d, window)
-            intents = await q.intents(connection, d, window)
-            actions = await q.actions_per_day(connection, d, window)
-            nlu_fallbacks = await q.nlu_fallbacks_per_day(connection, d, window)
-            handoffs = await q.handoffs_per_day(connection, d, window)
-            failures = await q.failures(connection, d, window)
-            reminders = await q.counts_per_day(
-                connection, d, window, ("reminder", "cancel_reminder", "action_failed")
-            )
-            fired = await q.fired_reminders_per_day(connection, d, window)
-            feedback = await q.feedback_per_day(connection, d, window)
-            latencies = await q.latencies(connection, d, window)
+        # Three connections at once: the latency pairing, the turn scans, and the rest.
+        latencies, (turns, intents), rest = await asyncio.gather(
+            _on(engine, q.latencies, d, window),
+            _on(engine, _turn_queries, d, window),
+            _on(engine, _other_queries, d, window),
+        )
     except ProgrammingError as exc:
         raise ArchiveNotReady(
             f"the archive has no events table ({exc.orig}): run `parley db upgrade`"
         ) from exc
     except OperationalError as exc:
         if "no such table" in str(exc):
-            raise ArchiveNotReady("the archive has no events table: run `parley db upgrade`")
+            raise ArchiveNotReady(
+                "the archive has no events table: run `parley db upgrade`"
+            ) from exc
         raise DependencyUnavailable(f"the archive database does not answer: {exc}") from exc
     except (InterfaceError, OSError) as exc:
         raise DependencyUnavailable(f"the archive database does not answer: {exc}") from exc
+    conversations, actions, nlu_fallbacks, handoffs, failures, counts, fired, feedback = rest
     return _assemble(
         since,
         until,
@@ -223,10 +222,41 @@ async def archive_stats(
         nlu_fallbacks=nlu_fallbacks,
         handoffs=handoffs,
         failures=failures,
-        counts=reminders,
+        counts=counts,
         fired=fired,
         feedback=feedback,
         latencies=latencies,
+    )
+
+
+async def _on(
+    engine: AsyncEngine,
+    queries: Callable[[AsyncConnection, q.Dialect, q.Window], Awaitable[T]],
+    d: q.Dialect,
+    window: q.Window,
+) -> T:
+    async with engine.connect() as connection:
+        return await queries(connection, d, window)
+
+
+async def _turn_queries(
+    connection: AsyncConnection, d: q.Dialect, window: q.Window
+) -> tuple[list[tuple[int, int, int]], list[tuple[str | None, int | None, int, float | None]]]:
+    return await q.turns_per_day(connection, d, window), await q.intents(connection, d, window)
+
+
+async def _other_queries(connection: AsyncConnection, d: q.Dialect, window: q.Window) -> Any:
+    return (
+        await q.conversations(connection, d, window),
+        await q.actions_per_day(connection, d, window),
+        await q.nlu_fallbacks_per_day(connection, d, window),
+        await q.handoffs_per_day(connection, d, window),
+        await q.failures(connection, d, window),
+        await q.counts_per_day(
+            connection, d, window, ("reminder", "cancel_reminder", "action_failed")
+        ),
+        await q.fired_reminders_per_day(connection, d, window),
+        await q.feedback_per_day(connection, d, window),
     )
 
 
@@ -267,7 +297,7 @@ def _assemble(
             day(number).custom_actions += count
     for number, count in nlu_fallbacks:
         fallbacks[q.NLU_FALLBACK] += count
-        day(number).fallbacks += count
+        day(number).nlu_fallbacks += count
 
     by_reason: dict[str, int] = defaultdict(int)
     for number, reason, count in handoffs:
@@ -275,8 +305,8 @@ def _assemble(
         day(number).handoffs += count
 
     failed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for name, reason, count in failures:
-        failed[name or "?"][reason or "failed"] += count
+    for failed_name, reason, count in failures:
+        failed[failed_name or "?"][reason or "failed"] += count
     reminders = {"scheduled": 0, "cancelled": 0, "fired": 0}
     for number, type_name, count in counts:
         if type_name == "reminder":
@@ -323,16 +353,16 @@ def _assemble(
     sums: dict[str | None, float] = defaultdict(float)
     rated: dict[str | None, int] = defaultdict(int)
     overall = [0] * q.CONFIDENCE_BINS
-    for name, bin_, count, total in intents:
-        row = intent_rows.setdefault(name, IntentStats(name, 0, None, [0] * q.CONFIDENCE_BINS))
+    for intent, bin_, count, confidences in intents:
+        row = intent_rows.setdefault(intent, IntentStats(intent, 0, None, [0] * q.CONFIDENCE_BINS))
         row.turns += count
         if bin_ is not None:
             row.histogram[bin_] += count
             overall[bin_] += count
-            rated[name] += count
-            sums[name] += total or 0.0
-    for name, row in intent_rows.items():
-        row.mean_confidence = sums[name] / rated[name] if rated[name] else None
+            rated[intent] += count
+            sums[intent] += confidences or 0.0
+    for intent, row in intent_rows.items():
+        row.mean_confidence = sums[intent] / rated[intent] if rated[intent] else None
     turn_total = sum(t for _, t, _ in turns)
     return StatsReport(
         since=since,
@@ -343,7 +373,8 @@ def _assemble(
         intents=sorted(intent_rows.values(), key=lambda i: (-i.turns, i.name or "")),
         confidence_histogram=overall,
         fallbacks=dict(sorted(fallbacks.items())),
-        fallback_rate=_rate(sum(fallbacks.values()), turn_total),
+        fallback_rate=_rate(sum(fallbacks[a] for a in q.FALLBACK_ACTIONS), turn_total),
+        nlu_fallback_rate=_rate(fallbacks[q.NLU_FALLBACK], turn_total),
         handoffs=dict(sorted(by_reason.items())),
         handoff_rate=_rate(sum(by_reason.values()), conversations),
         actions=action_rows,

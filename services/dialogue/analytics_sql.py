@@ -122,16 +122,21 @@ async def intents(
     connection: AsyncConnection, d: Dialect, window: Window
 ) -> list[tuple[str | None, int | None, int, float | None]]:
     """(intent, confidence bin 0..9 or None, turns, sum of confidences)."""
-    confidence = d.json_number("parse_data", "intent", "confidence")
+    # OFFSET 0 keeps the subquery: flattened, each use of the confidence would parse the JSON.
+    turns = (
+        select(e.intent_name, d.json_number("parse_data", "intent", "confidence").label("c"))
+        .where(_turns(d, window))
+        .offset(0)
+        .subquery()
+    )
+    confidence = turns.c.c
     bin_ = case(
         (confidence >= 1, CONFIDENCE_BINS - 1),
         (confidence < 0, 0),
         else_=d.floor(confidence * CONFIDENCE_BINS),
     ).label("bin")
-    statement = (
-        select(e.intent_name, bin_, func.count(), func.sum(confidence))
-        .where(_turns(d, window))
-        .group_by(e.intent_name, bin_)
+    statement = select(turns.c.intent_name, bin_, func.count(), func.sum(confidence)).group_by(
+        turns.c.intent_name, bin_
     )
     return [
         (name, None if b is None else int(b), int(n), None if s is None else float(s))
