@@ -305,8 +305,8 @@ def _assemble(
         day(number).handoffs += count
 
     failed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for failed_name, reason, count in failures:
-        failed[failed_name or "?"][reason or "failed"] += count
+    for failed_name, failed_reason, count in failures:
+        failed[failed_name or "?"][failed_reason or "failed"] += count
     reminders = {"scheduled": 0, "cancelled": 0, "fired": 0}
     for number, type_name, count in counts:
         if type_name == "reminder":
