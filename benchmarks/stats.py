@@ -67,20 +67,35 @@ def _user(ts: float, text: str, intent: str, confidence: float, **meta: Any) -> 
 
 
 def _action(ts: float, name: str) -> dict[str, Any]:
-    return {"event": "action", "timestamp": ts, "name": name, "policy": "RulePolicy",
-            "confidence": 1.0, "action_text": None, "hide_rasa_intent": False}  # fmt: skip
+    return {
+        "event": "action",
+        "timestamp": ts,
+        "name": name,
+        "policy": "RulePolicy",
+        "confidence": 1.0,
+        "action_text": None,
+        "hide_rasa_intent": False,
+    }
 
 
 def _bot(ts: float, text: str) -> dict[str, Any]:
-    return {"event": "bot", "timestamp": ts, "metadata": {"utter_action": "utter_x"},
-            "text": text, "data": {"elements": None, "buttons": None}}  # fmt: skip
+    return {
+        "event": "bot",
+        "timestamp": ts,
+        "metadata": {"utter_action": "utter_x"},
+        "text": text,
+        "data": {"elements": None, "buttons": None},
+    }
 
 
 def conversation(rng: random.Random) -> list[dict[str, Any]]:
     """One conversation's events: a session start, then 6-14 turns and their extras."""
     ts = START + rng.random() * DAYS * 86400
-    events = [_action(ts, "action_session_start"), {"event": "session_started", "timestamp": ts},
-              _action(ts, "action_listen")]  # fmt: skip
+    events = [
+        _action(ts, "action_session_start"),
+        {"event": "session_started", "timestamp": ts},
+        _action(ts, "action_listen"),
+    ]
     for _ in range(rng.randint(6, 14)):
         ts += rng.uniform(3, 60)
         if rng.random() < 0.06:
@@ -96,8 +111,15 @@ def conversation(rng: random.Random) -> list[dict[str, Any]]:
                 ts += rng.uniform(0.1, 1.5)
                 if rng.random() < 0.05:
                     reason = rng.choice(("failed", "timeout"))
-                    events.append({"event": "action_failed", "timestamp": ts, "name": name,
-                                   "reason": reason, "error": "boom"})  # fmt: skip
+                    events.append(
+                        {
+                            "event": "action_failed",
+                            "timestamp": ts,
+                            "name": name,
+                            "reason": reason,
+                            "error": "boom",
+                        }
+                    )
                 else:
                     events.append(_action(ts, name))
             events += [_action(ts, f"utter_{intent}"), _bot(ts, f"About {intent}: sure.")]
@@ -105,9 +127,17 @@ def conversation(rng: random.Random) -> list[dict[str, Any]]:
         events.append(_action(ts, "action_listen"))
     if rng.random() < 0.05:
         ts += 1
-        events.append({"event": "reminder", "timestamp": ts, "intent": "remind", "name": "r",
-                       "date_time": "2026-11-30T10:00:00", "entities": None,
-                       "kill_on_user_msg": True})  # fmt: skip
+        events.append(
+            {
+                "event": "reminder",
+                "timestamp": ts,
+                "intent": "remind",
+                "name": "r",
+                "date_time": "2026-11-30T10:00:00",
+                "entities": None,
+                "kill_on_user_msg": True,
+            }
+        )
         ts += 60
         if rng.random() < 0.7:
             events.append(_user(ts, "EXTERNAL: remind", "remind", 1.0, is_external=True))
@@ -122,9 +152,14 @@ def conversation(rng: random.Random) -> list[dict[str, Any]]:
     if rng.random() < 0.1:
         ts += 5
         stars = rng.random() < 0.5
-        events.append({"event": "user_feedback", "timestamp": ts,
-                       "rating": rng.randint(1, 5) if stars else rng.choice((1, -1)),
-                       "scale": "stars" if stars else "thumbs"})  # fmt: skip
+        events.append(
+            {
+                "event": "user_feedback",
+                "timestamp": ts,
+                "rating": rng.randint(1, 5) if stars else rng.choice((1, -1)),
+                "scale": "stars" if stars else "thumbs",
+            }
+        )
     return events
 
 

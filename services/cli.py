@@ -21,6 +21,7 @@ from services.nlu.evaluate_cli import add_test_command
 from services.nlu.export_cli import add_export_command
 from services.nlu.worker_cli import add_worker_nlu
 from services.platform.run_cli import add_run_commands
+from services.platform.stats_cli import add_stats_commands
 from services.scheduler.worker_cli import add_worker_scheduler
 from services.story_backends import in_process_backends
 from services.train_cli import add_train_command
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_scheduler(workers)
     add_worker_dialogue(workers)
     add_run_commands(commands, workers)
+    add_stats_commands(commands)
     return parser
 
 
