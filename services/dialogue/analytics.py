@@ -194,10 +194,17 @@ async def archive_stats(
     d = q.Dialect(engine.dialect.name)
     try:
         # Three connections at once: the latency pairing, the turn scans, and the rest.
-        latencies, (turns, intents), rest = await asyncio.gather(
+        # Each finishes (and returns its connection) before an error is raised.
+        results = await asyncio.gather(
             _on(engine, q.latencies, d, window),
             _on(engine, _turn_queries, d, window),
             _on(engine, _other_queries, d, window),
+            return_exceptions=True,
+        )
+        latencies, (turns, intents), rest = (
+            _settled(results[0]),
+            _settled(results[1]),
+            _settled(results[2]),
         )
     except ProgrammingError as exc:
         raise ArchiveNotReady(
@@ -227,6 +234,12 @@ async def archive_stats(
         feedback=feedback,
         latencies=latencies,
     )
+
+
+def _settled(result: T | BaseException) -> T:
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 async def _on(

@@ -53,7 +53,9 @@ def jsonl_line(sender_id: str, event: Mapping[str, Any]) -> str:
 
 
 def _scalar(value: Any) -> str:
-    dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**9)
+    dumped = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, width=10**9, sort_keys=False
+    )
     return dumped.removesuffix("\n...\n").strip()
 
 
