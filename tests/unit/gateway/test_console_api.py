@@ -314,8 +314,7 @@ def test_a_claim_that_could_not_be_sent_or_never_came_back_holds_nothing(
 ) -> None:
     post = console.post_to("waiting")
     console.broken.append(True)
-    with pytest.raises(DependencyUnavailable):
-        post("claim", "alice")
+    assert post("claim", "alice") == 503  # the bus is down: Rasa's error shape, 503
     console.broken.clear()
     item = console.client.get("/console/api/queue", headers=console.token()).json()["items"][0]
     assert (item["conversation_id"], item["claimed_by"], item["pending"]) == (
