@@ -216,9 +216,12 @@ async def time_query(url: str, runs: int) -> tuple[list[float], dict[str, Any]]:
     return times, summary
 
 
-def time_cli(url: str, runs: int) -> list[float]:
+def time_cli(url: str, runs: int, module: bool = False) -> list[float]:
+    """Wall time of `parley stats --json` (or `python -m services.platform.stats_cli stats`,
+    which skips importing the rest of the CLI) in a fresh process."""
     parley = Path(sys.executable).with_name("parley")
-    command = [str(parley), "stats", "--database-url", url, "--json"]
+    entry = [sys.executable, "-m", "services.platform.stats_cli"] if module else [str(parley)]
+    command = [*entry, "stats", "--database-url", url, "--json"]
     times = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -227,10 +230,22 @@ def time_cli(url: str, runs: int) -> list[float]:
     return times
 
 
+def startup(runs: int) -> float:
+    """p50 wall time of `parley --version`: the CLI's start-up alone (imports)."""
+    parley = Path(sys.executable).with_name("parley")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(parley), "--version"], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     events, seeding = await seed(url, args.conversations)
     query_times, summary = await time_query(url, args.runs)
     cli_times = await asyncio.to_thread(time_cli, url, args.runs)
+    module_times = await asyncio.to_thread(time_cli, url, args.runs, True)
     return {
         "events": events,
         "seeding_s": round(seeding, 2),
@@ -238,6 +253,8 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "query_max_s": round(max(query_times), 3),
         "cli_p50_s": round(statistics.median(cli_times), 3),
         "cli_max_s": round(max(cli_times), 3),
+        "module_cli_p50_s": round(statistics.median(module_times), 3),
+        "parley_version_p50_s": round(await asyncio.to_thread(startup, args.runs), 3),
         "report": summary,
     }
 

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import DependencyUnavailable, PermanentError
 from services.dialogue import analytics_sql as q
-from services.dialogue.builtin_actions import BUILTINS
 
 __all__ = [
     "LATENCY_EDGES",
@@ -37,11 +36,26 @@ __all__ = [
     "percentile",
 ]
 
-BUILTIN_ACTIONS = frozenset(BUILTINS) | {
-    "action_extract_slots",
-    "action_revert_fallback_events",
-    "action_send_text",
-}
+# builtin_actions.BUILTINS and the actions Rasa runs without recording them as custom ones; a
+# literal, so `parley stats` does not import the dialogue engine (a test keeps it in step).
+BUILTIN_ACTIONS = frozenset(
+    {
+        "action_listen",
+        "action_unlikely_intent",
+        "action_restart",
+        "action_session_start",
+        "action_default_fallback",
+        "action_deactivate_loop",
+        "action_back",
+        "action_default_ask_affirmation",
+        "action_default_ask_rephrase",
+        "action_two_stage_fallback",
+        "action_handoff",
+        "action_extract_slots",
+        "action_revert_fallback_events",
+        "action_send_text",
+    }
+)
 LATENCY_EDGES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 """Lower edges (s) of the latency histogram's bins; the last bin is open."""
 T = TypeVar("T")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -277,5 +278,9 @@ async def latencies(
     connection: AsyncConnection, d: Dialect, window: Window
 ) -> list[tuple[float, float]]:
     """(turn timestamp, seconds to the next `action_listen`) per turn that has one."""
+    if d.name == "postgresql":
+        # The pairing sorts every user and listen event: in memory, not in temporary files.
+        # SET LOCAL ends with this connection's transaction.
+        await connection.execute(text("SET LOCAL work_mem = '64MB'"))
     result = await connection.execute(_latency_statement(d, window))
     return [(float(t), float(s)) for t, s in result]

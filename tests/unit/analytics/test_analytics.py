@@ -6,11 +6,13 @@ import pytest
 
 from services.common.errors import DependencyUnavailable
 from services.dialogue.analytics import (
+    BUILTIN_ACTIONS,
     ArchiveNotReady,
     archive_stats,
     is_custom_action,
     percentile,
 )
+from services.dialogue.builtin_actions import BUILTINS
 from services.dialogue.store.sql_archive import SqlArchive
 from tests.unit.analytics.seed import DAY1
 
@@ -117,3 +119,7 @@ def test_custom_actions_and_percentiles() -> None:
     assert percentile([], 0.5) is None
     assert percentile([1.0], 0.95) == 1.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == pytest.approx(2.5)
+
+
+def test_every_built_in_action_is_known() -> None:
+    assert set(BUILTINS) <= BUILTIN_ACTIONS
