@@ -7,25 +7,12 @@ import asyncio
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from schemas.topics import TOPICS, Topic
-from services.actions.worker_cli import add_worker_actions
 from services.common.correlation import configure_logging
 from services.common.errors import ParleyError
 from services.common.settings import BusSettings
-from services.dialogue.store.db_cli import add_db_command
-from services.dialogue.test_stories_cli import add_test_stories
-from services.dialogue.visualize_cli import add_visualize_command
-from services.dialogue.worker_cli import add_worker_dialogue
-from services.nlu.evaluate_cli import add_test_command
-from services.nlu.export_cli import add_export_command
-from services.nlu.worker_cli import add_worker_nlu
-from services.platform.run_cli import add_run_commands
-from services.platform.stats_cli import add_stats_commands
-from services.scheduler.worker_cli import add_worker_scheduler
-from services.story_backends import in_process_backends
-from services.train_cli import add_train_command
-from services.validate_cli import add_validate_command
 
 logger = logging.getLogger("parley")
 
@@ -78,7 +65,7 @@ def cmd_schemas(args: argparse.Namespace, settings: BusSettings) -> int:
     return generate.main(["--check"] if args.check else [])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _root_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[Any]]:
     parser = argparse.ArgumentParser(
         prog="parley",
         description="Parley: Rasa 3.x bots as event-driven services over Kafka.",
@@ -86,6 +73,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"parley {_version()}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    return parser, commands
+
+
+def _analytics_parser() -> argparse.ArgumentParser:
+    """Only `stats` (and `export conversations`): they answer in seconds, so they do not
+    pay for importing every service's command (the NLU, torch-free as it is, the gateway)."""
+    from services.platform.stats_cli import add_stats_commands
+
+    parser, commands = _root_parser()
+    add_stats_commands(commands)
+    return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command named in `argv` (skipping `--log-level LEVEL`)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: `parley stats` starts without them (see main).
+    from services.actions.worker_cli import add_worker_actions
+    from services.dialogue.store.db_cli import add_db_command
+    from services.dialogue.test_stories_cli import add_test_stories
+    from services.dialogue.visualize_cli import add_visualize_command
+    from services.dialogue.worker_cli import add_worker_dialogue
+    from services.nlu.evaluate_cli import add_test_command
+    from services.nlu.export_cli import add_export_command
+    from services.nlu.worker_cli import add_worker_nlu
+    from services.platform.run_cli import add_run_commands
+    from services.platform.stats_cli import add_stats_commands
+    from services.scheduler.worker_cli import add_worker_scheduler
+    from services.story_backends import in_process_backends
+    from services.train_cli import add_train_command
+    from services.validate_cli import add_validate_command
+
+    parser, commands = _root_parser()
 
     topics = commands.add_parser("topics", help="list the bus topics or create them on Kafka")
     topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
@@ -120,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = _analytics_parser() if _command_of(words) == "stats" else build_parser()
+    args = parser.parse_args(words)
     configure_logging(args.log_level.upper())
     settings = BusSettings()
     try:

@@ -16,6 +16,7 @@ from services.gateway.deps import GatewayDeps
 from services.gateway.ports import IncludeEvents
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
+from services.gateway.stats import stats_router
 from services.gateway.worker import console_routers
 
 
@@ -41,4 +42,4 @@ def documented_app() -> FastAPI:
         auth=Authenticator(clock),
         domain=Domain(),
     )
-    return create_app(deps, console_routers(deps))
+    return create_app(deps, [*console_routers(deps), stats_router(deps)])

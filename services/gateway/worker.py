@@ -27,6 +27,7 @@ from services.gateway.deps import GatewayDeps
 from services.gateway.ports import ConversationArchive, Parser, TrackerReader
 from services.gateway.replies import ReplyHub
 from services.gateway.settings import GatewaySettings
+from services.gateway.stats import StatsSource, stats_router
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class GatewayWorker(lifecycle.ConsumingWorker):
         clock: Clock | None = None,
         mode: str = "kafka",
         serve_http: bool = True,
+        stats: StatsSource | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -102,7 +104,8 @@ class GatewayWorker(lifecycle.ConsumingWorker):
         )
         self.deps.checks["bus"] = self.bus_check
         self.deps.checks["archive"] = self._archive_check
-        self.app: FastAPI = create_app(self.deps, console_routers(self.deps))
+        routers = [*console_routers(self.deps), stats_router(self.deps, stats)]
+        self.app: FastAPI = create_app(self.deps, routers)
         self.serve_http = serve_http
         self._server: _EmbeddedServer | None = None
         self._serving: asyncio.Task[None] | None = None

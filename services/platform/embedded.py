@@ -30,6 +30,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.worker import GatewayWorker
 from services.nlu.worker_cli import NluSettings, NluWorker
 from services.platform.adapters import NluParser, archive_trackers
+from services.platform.analytics_adapter import ArchiveStatsSource
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.worker_cli import SchedulerWorker
 
@@ -126,6 +127,7 @@ class EmbeddedPlatform:
             clock=clock,
             mode="embedded",
             serve_http=options.serve_http,
+            stats=ArchiveStatsSource(self.archive),
         )
         self._started: list[Any] = []
 

@@ -28,6 +28,7 @@ from services.gateway.worker import GatewayWorker
 from services.nlu.worker import NluService
 from services.nlu.worker_cli import NluSettings, build_loader
 from services.platform.adapters import NluParser, archive_trackers
+from services.platform.analytics_adapter import ArchiveStatsSource
 from services.platform.embedded import EmbeddedOptions, EmbeddedPlatform, demo_agents
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ async def _serve_gateway(
         archive,
         archive_trackers(archive, project),
         parser=parser,
+        stats=ArchiveStatsSource(archive),
     )
     try:
         return await lifecycle.serve(worker)
