@@ -14,8 +14,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -37,6 +36,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.common.errors import DependencyUnavailable
+from services.dialogue.store._engine import EngineOwner
 from services.dialogue.store.ports import ConversationSummary, InvalidEvent, SearchHit
 
 
@@ -163,7 +163,7 @@ def _reachable(url: str) -> Iterator[None]:
         raise DependencyUnavailable(f"the archive database ({url}) fails: {exc}") from exc
 
 
-class SqlArchive:
+class SqlArchive(EngineOwner):
     """`Archive` on SQL. `async with SqlArchive(url) as archive: ...`; run `migrate(url)` first."""
 
     def __init__(self, database_url: str, *, pool_size: int = 5) -> None:
@@ -189,30 +189,6 @@ class SqlArchive:
                 f"the archive supports {', '.join(SUPPORTED_DIALECTS)}, not {engine.dialect.name}"
             )
         self._engine = engine
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            await engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine, for health checks and tests."""
-        if self._engine is None:
-            raise RuntimeError("SqlArchive is not started: use `async with` or start()")
-        return self._engine
 
     async def write(
         self,

@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.common.errors import DependencyUnavailable
+from services.dialogue.store._engine import EngineOwner
 from services.dialogue.store.ports import HotStore, InvalidEvent, StoredTracker, VersionConflict
 from services.dialogue.store.sql_archive import (
     NAME_LENGTH,
@@ -48,7 +48,7 @@ def _reachable(url: str) -> Iterator[None]:
         raise DependencyUnavailable(f"the tracker store's database ({url}) fails: {exc}") from exc
 
 
-class SqlHotStore:
+class SqlHotStore(EngineOwner):
     """`HotStore` on the archive's database. `async with SqlHotStore(url) as store: ...`;
     run `migrate(url)` first (this class never creates tables)."""
 
@@ -80,30 +80,6 @@ class SqlHotStore:
             await engine.dispose()
             raise
         self._engine = engine
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            await engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine, for health checks and tests."""
-        if self._engine is None:
-            raise RuntimeError("SqlHotStore is not started: use `async with` or start()")
-        return self._engine
 
     def _insert(self) -> Any:
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
