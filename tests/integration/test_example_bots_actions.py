@@ -41,6 +41,7 @@ from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.workers import imports_restored, running
 
 pytestmark = pytest.mark.integration
 
@@ -127,19 +128,9 @@ async def bot(
 
     probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
     probe.subscribe(Subscription(Topic.ACTIONS, "probe", record, ActionRequest))
-    started: list[Any] = []
-    try:
-        for worker in (actions, dialogue, probe):
-            await worker.start()
-            started.append(worker)
-        yield Bot(dialogue, probe, outbound, requests)
-    finally:
-        for worker in reversed(started):
-            await worker.stop()
-        sys.path[:] = saved_path
-        package = actions.registry.package
-        for name in [n for n in sys.modules if n.split(".")[0] == package]:
-            del sys.modules[name]
+    with imports_restored(saved_path, lambda: actions.registry.package):
+        async with running(actions, dialogue, probe):
+            yield Bot(dialogue, probe, outbound, requests)
 
 
 def _actions(events: list[dict[str, Any]]) -> list[str]:

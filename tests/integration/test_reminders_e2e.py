@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,6 +37,7 @@ from services.scheduler.worker_cli import SchedulerWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.workers import imports_restored, running
 
 pytestmark = pytest.mark.integration
 
@@ -146,19 +146,9 @@ async def reminderbot(
     probe = KafkaBus(kafka)
     outbound = Outbound()
     probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
-    started: list[Any] = []
-    try:
-        for worker in (actions, scheduler, dialogue, probe):
-            await worker.start()
-            started.append(worker)
-        yield Reminderbot(dialogue, scheduler, probe, outbound)
-    finally:
-        for worker in reversed(started):
-            await worker.stop()
-        sys.path[:] = saved_path
-        package = actions.registry.package
-        for name in [n for n in sys.modules if n.split(".")[0] == package]:
-            del sys.modules[name]
+    with imports_restored(saved_path, lambda: actions.registry.package):
+        async with running(actions, scheduler, dialogue, probe):
+            yield Reminderbot(dialogue, scheduler, probe, outbound)
 
 
 @pytest.mark.parametrize("actions_dir", ["fixed"], indirect=True)
