@@ -295,3 +295,23 @@ def test_the_user_rates_a_bot_message_on_the_chat_page_and_over_rest(
     expect(transcript.locator("li.feedback").last).to_contain_text("4/5 stars")
     expect(transcript.locator("li.feedback").last).to_contain_text("quick answer")
     shot(agent, "13-console-feedback")
+
+    # and in `parley stats` over the same archive
+    stats = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "parley"),
+            "stats",
+            "--database-url",
+            f"sqlite+aiosqlite:///{parley_data / 'archive.db'}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    import json
+
+    rated = json.loads(stats.stdout)["feedback"]
+    assert rated["thumbs"] == {"count": 1, "average": -1.0}
+    assert rated["stars"] == {"count": 1, "average": 4.0}
