@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 ENSEMBLE_MEMBER = "core/ensemble.json"
 # 2: memoization keeps the end-to-end texts it learned; older archives are retrained once.
-CORE_FINGERPRINT_VERSION = 2
+CORE_FINGERPRINT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _plain(value: Any) -> Any:
         return {
             f.name: _plain(getattr(value, f.name))
             for f in dataclasses.fields(value)
-            if f.name != "source"
+            if f.name not in _LOCATIONS
         }
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -73,6 +73,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+# Where things were read from (a story's source, the domain's files): not what is trained on,
+# and absolute or relative depending on how the project was named.
+_LOCATIONS = frozenset({"source", "files"})
 
 
 def core_fingerprint(project: Project) -> str:
