@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +29,14 @@ from schemas.project.loader import load_project
 from schemas.topics import Topic
 from services.actions.worker import result_message_id
 from services.actions.worker_cli import ActionsSettings, RemoteActionsWorker
-from services.common.bus import Publication, Subscription
+from services.common.bus import Subscription
 from services.common.kafka_bus import KafkaBus
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings, kafka_bootstrap
 from tests.support.messages import said
+from tests.support.outbound import Outbound
 from tests.support.recorder import Recorder
 from tests.unit.actions._action_server import action_server, closed_port_url
 from tests.unit.actions._calls import FIXTURE_PACKAGE, request
@@ -177,37 +178,6 @@ class WorkerProcess:
             raise AssertionError(f"{text!r} not logged {count}x within {within}s:\n{log}") from None
 
 
-class Outbound:
-    """Outbound messages per conversation; awaits a complete turn."""
-
-    def __init__(self) -> None:
-        self.by_conversation: dict[str, list[OutboundMessage]] = {}
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, message: OutboundMessage) -> Sequence[Publication]:
-        async with self._changed:
-            self.by_conversation.setdefault(message.conversation_id, []).append(message)
-            self._changed.notify_all()
-        return ()
-
-    async def turn(self, message: ParsedUserMessage, number: int, within: float = 30) -> list[str]:
-        """The texts the bot answered `message` with, once its `number`-th turn completed."""
-        conversation = message.conversation_id
-
-        def done() -> bool:
-            got = self.by_conversation.get(conversation, [])
-            return sum(m.turn_complete for m in got) >= number
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(done), within)
-        return [
-            m.text or ""
-            for out in self.by_conversation[conversation]
-            if out.in_reply_to == message.message_id
-            for m in out.messages
-        ]
-
-
 @pytest.fixture
 def formbot_sdk_url(shared_dir: Path, tmp_path: Path) -> Iterator[str]:
     """Formbot's own action package (`actions`, with `validate_restaurant_form`) served by
@@ -302,7 +272,8 @@ async def test_formbot_fills_its_form_through_the_remote_actions_worker(
         await probe.start()
         for number, (message, expected) in enumerate(script, start=1):
             await probe.publish(Topic.DIALOGUE, message)
-            answered = await outbound.turn(message, number)
+            await outbound.completed(conversation, number)
+            answered = outbound.turn(conversation, message.message_id)
             assert answered == expected, f"turn {number} ({message.event.intent_name})"
         stored = await dialogue.hot.load(conversation)
         assert stored is not None

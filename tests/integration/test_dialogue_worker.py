@@ -10,7 +10,6 @@ bot follows the story by the text, whatever intent the NLU gave it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
@@ -36,6 +35,7 @@ from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.outbound import Outbound
 from tests.support.recorder import Recorder
 
 pytestmark = pytest.mark.integration
@@ -54,28 +54,6 @@ def turns(story: Story) -> list[tuple[UserStep, list[str]]]:
 
 def parsed(conversation: str, step: UserStep) -> ParsedUserMessage:
     return said(conversation, step.intent or "", (step.text or "").strip())
-
-
-class Turns:
-    """Outbound messages per conversation; awaits a complete turn."""
-
-    def __init__(self) -> None:
-        self.by_conversation: dict[str, list[OutboundMessage]] = {}
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, message: OutboundMessage) -> list[Publication]:
-        async with self._changed:
-            self.by_conversation.setdefault(message.conversation_id, []).append(message)
-            self._changed.notify_all()
-        return []
-
-    async def completed(self, conversation: str, count: int, within: float = 30) -> None:
-        def done() -> bool:
-            got = self.by_conversation.get(conversation, [])
-            return sum(m.turn_complete for m in got) >= count
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(done), within)
 
 
 @pytest.fixture
@@ -103,7 +81,7 @@ async def test_moodbot_test_stories_pass_end_to_end(
 ) -> None:
     dialogue, probe = worker
     project = load_project(shared_dir / "examples" / "rasa" / "moodbot")
-    outbound = Turns()
+    outbound = Outbound()
     events = Recorder()
 
     async def record(raw: Any) -> list[Publication]:
@@ -203,7 +181,7 @@ async def test_formbot_fills_its_form_with_the_actions_worker(
     formbot_workers: tuple[DialogueWorker, KafkaBus],
 ) -> None:
     dialogue, probe = formbot_workers
-    outbound = Turns()
+    outbound = Outbound()
     probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
     await probe.start()
     conversation = "diner"
@@ -324,7 +302,7 @@ async def test_e2ebot_test_stories_pass_end_to_end_with_its_trained_nlu(
     nlu = open_nlu(archive)
     assert nlu is not None, "parley train trained e2ebot's NLU"
     end_to_end = {"I had that yesterday", SUSHI}  # e2ebot's story steps without intent
-    outbound = Turns()
+    outbound = Outbound()
     probe.subscribe(Subscription(Topic.OUTBOUND, "probe", outbound, OutboundMessage))
     await probe.start()
     assert len(project.test_stories) == 4

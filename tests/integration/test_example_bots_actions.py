@@ -20,7 +20,6 @@ list)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.outbound import Outbound
 from tests.support.workers import imports_restored, running
 
 pytestmark = pytest.mark.integration
@@ -48,42 +48,11 @@ pytestmark = pytest.mark.integration
 Script = list[tuple[ParsedUserMessage, list[str]]]
 
 
-class Turns:
-    """Outbound messages per conversation; awaits a complete turn."""
-
-    def __init__(self) -> None:
-        self.by_conversation: dict[str, list[OutboundMessage]] = {}
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, message: OutboundMessage) -> list[Publication]:
-        async with self._changed:
-            self.by_conversation.setdefault(message.conversation_id, []).append(message)
-            self._changed.notify_all()
-        return []
-
-    async def completed(self, conversation: str, count: int, within: float = 30) -> None:
-        def done() -> bool:
-            got = self.by_conversation.get(conversation, [])
-            return sum(m.turn_complete for m in got) >= count
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(done), within)
-
-    def turn(self, conversation: str, message_id: str) -> list[str]:
-        """The texts the bot said in reply to `message_id`."""
-        return [
-            m.text or ""
-            for out in self.by_conversation.get(conversation, [])
-            if out.in_reply_to == message_id
-            for m in out.messages
-        ]
-
-
 @dataclass
 class Bot:
     dialogue: DialogueWorker
     probe: KafkaBus
-    outbound: Turns
+    outbound: Outbound
     requests: list[ActionRequest]
 
     async def play(self, conversation: str, script: Script) -> list[dict[str, Any]]:
@@ -119,7 +88,7 @@ async def bot(
     saved_path = list(sys.path)
     actions = ActionsWorker(actions_settings, KafkaBus(kafka))
     probe = KafkaBus(kafka)
-    outbound = Turns()
+    outbound = Outbound()
     requests: list[ActionRequest] = []
 
     async def record(message: ActionRequest) -> list[Publication]:

@@ -33,10 +33,10 @@ from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.worker_cli import SchedulerWorker
-from tests.integration.test_reminders_e2e import Outbound
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.outbound import Outbound
 from tests.support.workers import imports_restored, running
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,7 @@ from schemas.envelopes import OutboundMessage
 from schemas.project.loader import load_project
 from schemas.topics import Topic
 from services.actions.worker_cli import ActionsSettings, ActionsWorker
-from services.common.bus import Publication, Subscription
+from services.common.bus import Subscription
 from services.common.kafka_bus import KafkaBus
 from services.dialogue.store.settings import StoreSettings
 from services.dialogue.worker_cli import DialogueSettings, DialogueWorker
@@ -37,6 +37,7 @@ from services.scheduler.worker_cli import SchedulerWorker
 from tests.integration.test_tracker_store import REDIS_URL, pg_url  # noqa: F401 - fixture
 from tests.support.buses import bus_settings
 from tests.support.messages import said
+from tests.support.outbound import Outbound
 from tests.support.workers import imports_restored, running
 
 pytestmark = pytest.mark.integration
@@ -60,51 +61,6 @@ def actions_dir(request: pytest.FixtureRequest, shared_dir: Path, tmp_path: Path
     assert source.count(BUGGY_LINE) == 1, "reminderbot's action_react_to_reminder changed"
     module.write_text(source.replace(BUGGY_LINE, FIXED_LINE))
     return copy
-
-
-class Outbound:
-    """The bot's messages per conversation; awaits one whose text is given."""
-
-    def __init__(self) -> None:
-        self.by_conversation: dict[str, list[OutboundMessage]] = {}
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, message: OutboundMessage) -> list[Publication]:
-        async with self._changed:
-            self.by_conversation.setdefault(message.conversation_id, []).append(message)
-            self._changed.notify_all()
-        return []
-
-    def texts(self, conversation: str) -> list[str]:
-        return [
-            m.text or "" for out in self.by_conversation.get(conversation, []) for m in out.messages
-        ]
-
-    async def said(self, conversation: str, text: str, within: float = 30) -> OutboundMessage:
-        def found() -> OutboundMessage | None:
-            for out in self.by_conversation.get(conversation, []):
-                if any(m.text == text for m in out.messages):
-                    return out
-            return None
-
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: found() is not None), within)
-            except TimeoutError:
-                raise AssertionError(
-                    f"{text!r} not said within {within:g}s; said: {self.texts(conversation)}"
-                ) from None
-        out = found()
-        assert out is not None
-        return out
-
-    async def completed(self, conversation: str, count: int, within: float = 30) -> None:
-        def done() -> bool:
-            got = self.by_conversation.get(conversation, [])
-            return sum(m.turn_complete for m in got) >= count
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(done), within)
 
 
 @dataclass
