@@ -12,26 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from schemas.project.loader import load_project
 from schemas.project.story_graph import StoryGraph, build_story_graph
 from services.dialogue.visualize import render
+from tests.support.chromium import chromium
 
 pytestmark = pytest.mark.integration
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 EXAMPLES = SHARED / "examples" / "rasa"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "visualize"
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Each node's bounding box in the root SVG's user space (the viewBox's coordinates): its
 # own box mapped through the transforms of the groups around it.
@@ -63,18 +55,8 @@ NODE_BOXES = """() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's `chromium` package "
-            "(scripts/install-system.sh)",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def example(bot: str) -> Path:
