@@ -14,10 +14,9 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from schemas.envelopes import AppendEvents, ExternalTrigger, new_message_id
+from schemas.envelopes import AppendEvents, ExternalTrigger
 from schemas.events import AnyEvent, Event, UserUttered, parse_event
 from schemas.topics import Topic
-from services.common.correlation import correlated
 from services.common.version import RASA_COMPATIBLE_VERSION, VERSION
 from services.gateway.deps import GatewayDeps
 from services.gateway.errors import ApiError
@@ -53,6 +52,12 @@ def _verbosity(value: str) -> IncludeEvents:
     raise ApiError(
         400, "BadRequest", f"include_events={value!r}: one of {', '.join(INCLUDE_EVENTS)}"
     )
+
+
+def _channel(output_channel: str | None) -> str | None:
+    """Rasa's `output_channel` query: a channel name, or `latest` (the dialogue worker's
+    default: the channel the conversation last used)."""
+    return None if output_channel in (None, "latest") else output_channel
 
 
 def api_router(deps: GatewayDeps) -> APIRouter:
@@ -107,9 +112,8 @@ def api_router(deps: GatewayDeps) -> APIRouter:
     ) -> dict[str, Any]:
         deps.require(request, "admin", "agent")
         verbosity = _verbosity(include_events)
-        message_id = new_message_id()
-        waiter = deps.hub.expect(conversation_id, message_id)
-        with correlated(conversation_id, message_id):
+
+        async def send(message_id: str) -> None:
             await deps.publish(
                 Topic.DIALOGUE,
                 ExternalTrigger(
@@ -120,11 +124,13 @@ def api_router(deps: GatewayDeps) -> APIRouter:
                     source="api",
                     intent=body.name,
                     entities=body.entities or [],
-                    output_channel=None if output_channel in (None, "latest") else output_channel,
+                    output_channel=_channel(output_channel),
                 ),
             )
-            if not await deps.hub.wait(waiter, deps.settings.reply_timeout_s):
-                logger.warning("trigger_intent %s: turn not complete in time", body.name)
+
+        waiter, complete = await deps.hub.ask(conversation_id, send, deps.settings.reply_timeout_s)
+        if not complete:
+            logger.warning("trigger_intent %s: turn not complete in time", body.name)
         return {
             "tracker": await deps.trackers.tracker(conversation_id, verbosity),
             "messages": waiter.messages,
@@ -138,9 +144,7 @@ def api_router(deps: GatewayDeps) -> APIRouter:
         output_channel: str | None,
         verbosity: IncludeEvents,
     ) -> dict[str, Any]:
-        message_id = new_message_id()
-        waiter = deps.hub.expect(conversation_id, message_id)
-        with correlated(conversation_id, message_id):
+        async def send(message_id: str) -> None:
             await deps.publish(
                 Topic.DIALOGUE,
                 AppendEvents(
@@ -150,16 +154,18 @@ def api_router(deps: GatewayDeps) -> APIRouter:
                     sent_at=deps.clock.now(),
                     events=cast(list[AnyEvent], events),
                     execute_side_effects=execute_side_effects,
-                    output_channel=None if output_channel in (None, "latest") else output_channel,
+                    output_channel=_channel(output_channel),
                 ),
             )
-            if not await deps.hub.wait(waiter, deps.settings.reply_timeout_s):
-                raise ApiError(
-                    503,
-                    "Unavailable",
-                    "the dialogue worker did not record the events in time; they will be "
-                    "recorded when it catches up",
-                )
+
+        _, recorded = await deps.hub.ask(conversation_id, send, deps.settings.reply_timeout_s)
+        if not recorded:
+            raise ApiError(
+                503,
+                "Unavailable",
+                "the dialogue worker did not record the events in time; they will be "
+                "recorded when it catches up",
+            )
         return await deps.trackers.tracker(conversation_id, verbosity)
 
     @router.post(

@@ -33,7 +33,6 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 from schemas.envelopes import AppendEvents, OutboundMessage, UserMessage, new_message_id
 from schemas.events import UserFeedback
 from schemas.topics import Topic
-from services.common.correlation import correlated
 from services.gateway.auth import AuthError
 from services.gateway.deps import GatewayDeps
 from services.gateway.errors import ApiError
@@ -100,9 +99,8 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
         text: str,
         channel: str,
         metadata: dict[str, Any] | None,
-        message_id: str | None = None,
-    ) -> str:
-        message_id = message_id or new_message_id()
+        message_id: str,
+    ) -> None:
         await deps.publish(
             Topic.NLU,
             UserMessage(
@@ -115,7 +113,6 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
                 metadata=metadata or {},
             ),
         )
-        return message_id
 
     def feedback_event(body: FeedbackIn, channel: str) -> UserFeedback:
         try:
@@ -162,18 +159,18 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
             deps.require(request, "admin", "user", conversation_id=body.sender)
         check_length(body.message)
         pending = deps.hub.take_mailbox(body.sender)
-        message_id = new_message_id()
-        waiter = deps.hub.expect(body.sender, message_id)
-        with correlated(body.sender, message_id):
+
+        async def send(message_id: str) -> None:
             await send_user_message(body.sender, body.message, "rest", body.metadata, message_id)
-            complete = await deps.hub.wait(waiter, settings.reply_timeout_s)
-            if not complete:
-                logger.warning(
-                    "turn of %s not complete after %.1fs: answering what arrived",
-                    body.sender,
-                    settings.reply_timeout_s,
-                )
-                response.headers["X-Parley-Turn"] = "incomplete"
+
+        waiter, complete = await deps.hub.ask(body.sender, send, settings.reply_timeout_s)
+        if not complete:
+            logger.warning(
+                "turn of %s not complete after %.1fs: answering what arrived",
+                body.sender,
+                settings.reply_timeout_s,
+            )
+            response.headers["X-Parley-Turn"] = "incomplete"
         return pending + waiter.messages
 
     @router.post(
@@ -184,11 +181,11 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
         if settings.channel_auth:
             deps.require(request, "admin", "user", conversation_id=body.sender)
         event = feedback_event(body, "rest")
-        message_id = new_message_id()
-        waiter = deps.hub.expect(body.sender, message_id)
-        with correlated(body.sender, message_id):
+
+        async def send(message_id: str) -> None:
             await send_feedback(body.sender, event, message_id)
-            recorded = await deps.hub.wait(waiter, settings.reply_timeout_s)
+
+        waiter, recorded = await deps.hub.ask(body.sender, send, settings.reply_timeout_s)
         # the bot may answer it (negative feedback can hand the conversation to a human)
         return {"status": "recorded" if recorded else "accepted", "messages": waiter.messages}
 
@@ -274,7 +271,11 @@ def channels_router(deps: GatewayDeps) -> APIRouter:
                 try:
                     check_length(text)
                     await send_user_message(
-                        sender, text, "websocket", metadata if isinstance(metadata, dict) else None
+                        sender,
+                        text,
+                        "websocket",
+                        metadata if isinstance(metadata, dict) else None,
+                        new_message_id(),
                     )
                 except ApiError as exc:
                     await ws.send_json({"type": "error", "message": str(exc)})

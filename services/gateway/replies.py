@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.envelopes import OutboundMessage
+from schemas.envelopes import OutboundMessage, new_message_id
+from services.common.correlation import correlated
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,25 @@ class ReplyHub:
         self._mailboxes.move_to_end(conversation_id)
         while len(self._mailboxes) > MAILBOX_CONVERSATIONS:
             self._mailboxes.popitem(last=False)
+
+    async def ask(
+        self,
+        conversation_id: str,
+        publish: Callable[[str], Awaitable[None]],
+        timeout_s: float,
+    ) -> tuple[Waiter, bool]:
+        """Publish an input (`publish` gets its fresh message id) and wait for its turn. The
+        waiter is registered before publishing, so no answer slips past, and forgotten after,
+        published or not. Returns the waiter and whether the turn completed in time."""
+        message_id = new_message_id()
+        waiter = self.expect(conversation_id, message_id)
+        with correlated(conversation_id, message_id):
+            try:
+                await publish(message_id)
+            except BaseException:
+                self._waiters.pop(message_id, None)
+                raise
+            return waiter, await self.wait(waiter, timeout_s)
 
     async def wait(self, waiter: Waiter, timeout_s: float) -> bool:
         """True when the turn completed in time; the waiter is forgotten either way."""

@@ -12,7 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from schemas.envelopes import OutboundMessage, UserMessage, new_message_id
+from schemas.envelopes import OutboundMessage, UserMessage
 from schemas.project.loader import Project, load_project
 from schemas.project.problems import ProjectError
 from schemas.topics import Topic
@@ -174,22 +174,24 @@ async def _shell(platform: EmbeddedPlatform, sender: str) -> int:
             text = line.strip()
             if not text:
                 continue
-            message_id = new_message_id()
-            turn = platform.gateway.hub.expect(sender, message_id)
-            await platform.gateway.bus.publish(
-                Topic.NLU,
-                UserMessage(
-                    conversation_id=sender,
-                    message_id=message_id,
-                    correlation_id=message_id,
-                    sent_at=platform.gateway.deps.clock.now(),
-                    text=text,
-                    input_channel="cmdline",
-                ),
-            )
+
+            async def send(message_id: str, text: str = text) -> None:
+                await platform.gateway.bus.publish(
+                    Topic.NLU,
+                    UserMessage(
+                        conversation_id=sender,
+                        message_id=message_id,
+                        correlation_id=message_id,
+                        sent_at=platform.gateway.deps.clock.now(),
+                        text=text,
+                        input_channel="cmdline",
+                    ),
+                )
+
             # the bot's messages print as they come (reminders too); the next line is read
             # once this turn is complete, so piped input keeps the conversation's order
-            if not await platform.gateway.hub.wait(turn, SHELL_TURN_TIMEOUT_S):
+            _, complete = await platform.gateway.hub.ask(sender, send, SHELL_TURN_TIMEOUT_S)
+            if not complete:
                 print("(the bot is still working on it...)", flush=True)
     finally:
         disconnect()

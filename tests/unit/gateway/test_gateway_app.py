@@ -505,3 +505,14 @@ def test_unavailable_dependencies_and_crashes_answer_in_rasas_shape(archive: Sql
     assert broken.status_code == 500
     assert broken.json()["status"] == "failure"
     assert "RuntimeError" in broken.json()["message"]
+
+
+async def test_a_request_that_could_not_be_published_leaves_no_waiter_behind() -> None:
+    hub = ReplyHub()
+
+    async def down(message_id: str) -> None:
+        raise ConnectionError("the bus is down")
+
+    with pytest.raises(ConnectionError):
+        await hub.ask("alice", down, 1.0)
+    assert hub._waiters == {}
