@@ -11,8 +11,7 @@ class never creates tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +30,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.errors import DependencyUnavailable
 from services.dialogue.store._engine import EngineOwner
 from services.dialogue.store.ports import ConversationSummary, InvalidEvent, SearchHit
 
@@ -53,7 +49,6 @@ class OpenHandoff:
 
 NAME_LENGTH = 255
 TYPE_NAME_LENGTH = 64
-SUPPORTED_DIALECTS = ("postgresql", "sqlite")
 TEXT_EVENTS = ("user", "bot")
 # Events that end a handoff (services/dialogue/handoff.py): the bot takes over again.
 HANDOFF_ENDS = ("resume", "restart", "session_started")
@@ -155,40 +150,15 @@ def _like_patterns(text: str) -> set[str]:
     return patterns
 
 
-@contextmanager
-def _reachable(url: str) -> Iterator[None]:
-    try:
-        yield
-    except (OperationalError, InterfaceError, OSError) as exc:
-        raise DependencyUnavailable(f"the archive database ({url}) fails: {exc}") from exc
-
-
 class SqlArchive(EngineOwner):
     """`Archive` on SQL. `async with SqlArchive(url) as archive: ...`; run `migrate(url)` first."""
 
-    def __init__(self, database_url: str, *, pool_size: int = 5) -> None:
-        self.database_url = database_url
-        self.pool_size = pool_size
-        self._engine: AsyncEngine | None = None
-
-    @property
-    def _safe_url(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.database_url).render_as_string(hide_password=True)
+    NAME = "the archive"
+    DATABASE = "the archive database"
 
     async def start(self) -> None:
         """Create the engine (connections are opened on first use)."""
-        options: dict[str, Any] = {"pool_pre_ping": True}
-        if not self.database_url.startswith("sqlite"):
-            options["pool_size"] = self.pool_size
-        engine = create_async_engine(self.database_url, **options)
-        if engine.dialect.name not in SUPPORTED_DIALECTS:
-            await engine.dispose()
-            raise ValueError(
-                f"the archive supports {', '.join(SUPPORTED_DIALECTS)}, not {engine.dialect.name}"
-            )
-        self._engine = engine
+        self._engine = await self._open_engine()
 
     async def write(
         self,
@@ -207,9 +177,10 @@ class SqlArchive(EngineOwner):
         if not events:
             return
         rows = [event_row(conversation_id, first_seq + i, e) for i, e in enumerate(events)]
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = insert(events_table).on_conflict_do_nothing(index_elements=["sender_id", "seq"])
-        with _reachable(self._safe_url):
+        statement = self._insert()(events_table).on_conflict_do_nothing(
+            index_elements=["sender_id", "seq"]
+        )
+        with self._reachable():
             async with self.engine.begin() as connection:
                 await connection.execute(statement, rows)
 
@@ -219,7 +190,7 @@ class SqlArchive(EngineOwner):
             .where(events_table.c.sender_id == conversation_id, events_table.c.seq >= start)
             .order_by(events_table.c.seq)
         )
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(statement)).scalars().all()
         return [json.loads(data) for data in rows]
@@ -229,7 +200,7 @@ class SqlArchive(EngineOwner):
         statement = select(func.max(events_table.c.seq)).where(
             events_table.c.sender_id == conversation_id
         )
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 last = (await connection.execute(statement)).scalar()
         return -1 if last is None else int(last)
@@ -249,7 +220,7 @@ class SqlArchive(EngineOwner):
         if since is not None:
             active = select(e.sender_id).where(e.timestamp >= since).distinct()
             statement = statement.where(e.sender_id.in_(active))
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(statement)).all()
                 intents = await self._latest_intents(connection, [row[0] for row in rows])
@@ -291,7 +262,7 @@ class SqlArchive(EngineOwner):
         matches = or_(*(e.data.ilike(p, escape=_LIKE_ESCAPE) for p in _like_patterns(text)))
         hits: list[SearchHit] = []
         before: int | None = None
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 while len(hits) < limit:
                     statement = (
@@ -348,7 +319,7 @@ class SqlArchive(EngineOwner):
             .order_by(e.timestamp.asc().nulls_last(), pauses.c.sender_id)
             .limit(limit)
         )
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(statement)).all()
         found = []

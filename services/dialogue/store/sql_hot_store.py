@@ -13,22 +13,17 @@ commits: `AppendedArchive.write`, which the handler calls next, only checks that
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common.errors import DependencyUnavailable
 from services.dialogue.store._engine import EngineOwner
 from services.dialogue.store.ports import HotStore, InvalidEvent, StoredTracker, VersionConflict
 from services.dialogue.store.sql_archive import (
     NAME_LENGTH,
-    SUPPORTED_DIALECTS,
     SqlArchive,
     event_row,
     events_table,
@@ -40,40 +35,18 @@ def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-@contextmanager
-def _reachable(url: str) -> Iterator[None]:
-    try:
-        yield
-    except (OperationalError, InterfaceError, OSError) as exc:
-        raise DependencyUnavailable(f"the tracker store's database ({url}) fails: {exc}") from exc
-
-
 class SqlHotStore(EngineOwner):
     """`HotStore` on the archive's database. `async with SqlHotStore(url) as store: ...`;
     run `migrate(url)` first (this class never creates tables)."""
 
-    def __init__(self, database_url: str, *, pool_size: int = 5) -> None:
-        self.database_url = database_url
-        self.pool_size = pool_size
-        self._engine: AsyncEngine | None = None
-
-    @property
-    def _safe_url(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+    NAME = "the SQL tracker store"
+    DATABASE = "the tracker store's database"
 
     async def start(self) -> None:
         """Create the engine and check that the database answers."""
-        options: dict[str, Any] = {"pool_pre_ping": True}
-        if not self.database_url.startswith("sqlite"):
-            options["pool_size"] = self.pool_size
-        engine = create_async_engine(self.database_url, **options)
+        engine = await self._open_engine()
         try:
-            if engine.dialect.name not in SUPPORTED_DIALECTS:
-                raise ValueError(
-                    f"the SQL tracker store supports {', '.join(SUPPORTED_DIALECTS)}, "
-                    f"not {engine.dialect.name}"
-                )
-            with _reachable(self._safe_url):
+            with self._reachable():
                 async with engine.connect() as connection:
                     await connection.execute(select(1))
         except BaseException:
@@ -81,14 +54,11 @@ class SqlHotStore(EngineOwner):
             raise
         self._engine = engine
 
-    def _insert(self) -> Any:
-        return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-
     async def load(self, conversation_id: str, start: int = 0) -> StoredTracker | None:
         if start < 0:
             raise ValueError(f"start must be >= 0, not {start}")
         e = events_table.c
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 head = await self._head(connection, conversation_id)
                 if head is None:
@@ -115,7 +85,7 @@ class SqlHotStore(EngineOwner):
         return None if row is None else (int(row[0]), json.loads(row[1]))
 
     async def load_snapshot(self, conversation_id: str) -> tuple[int, dict[str, Any]] | None:
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.connect() as connection:
                 return await self._head(connection, conversation_id)
 
@@ -136,7 +106,7 @@ class SqlHotStore(EngineOwner):
         new_seq = expected_seq + len(rows)
         s = snapshots_table.c
         encoded = _dumps(snapshot)
-        with _reachable(self._safe_url):
+        with self._reachable():
             try:
                 async with self.engine.begin() as connection:
                     if expected_seq == 0:
@@ -190,7 +160,7 @@ class SqlHotStore(EngineOwner):
             set_={"seq": upsert.excluded.seq, "snapshot": upsert.excluded.snapshot,
                   "updated_at": func.now()},
         )  # fmt: skip
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.begin() as connection:
                 if rows:
                     events = insert(events_table).on_conflict_do_nothing(
@@ -202,7 +172,7 @@ class SqlHotStore(EngineOwner):
     async def delete(self, conversation_id: str) -> None:
         """Forget the live state (the snapshot row); the archived events stay."""
         s = snapshots_table.c
-        with _reachable(self._safe_url):
+        with self._reachable():
             async with self.engine.begin() as connection:
                 await connection.execute(
                     snapshots_table.delete().where(s.sender_id == conversation_id)
