@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -30,6 +29,7 @@ from services.scheduler import jobs
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.worker import SchedulerService
 from services.scheduler.worker_cli import SchedulerWorker
+from tests.integration.test_tracker_store import pg_url as pg_url  # a fixture
 from tests.support.buses import bus_settings, kafka_bootstrap
 from tests.support.clock import FakeClock
 from tests.support.recorder import Recorder
@@ -38,38 +38,7 @@ from tests.unit.scheduler.builders import NOW, reminder
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+asyncpg://parley@127.0.0.1:15432/parley")
 WAIT_S = 30.0
-
-
-async def _admin() -> Any:
-    dsn = make_url(DATABASE_URL).set(drivername="postgresql").render_as_string(False)
-    try:
-        return await asyncpg.connect(dsn, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL does not answer at {DATABASE_URL} ({exc}); run `make services-up`",
-            pytrace=False,
-        )
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh database of this test's own, dropped afterwards."""
-    name = f"parley_test_scheduler_{uuid.uuid4().hex[:12]}"
-    admin = await _admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await _admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = WAIT_S) -> None:
