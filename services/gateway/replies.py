@@ -57,7 +57,6 @@ class ReplyHub:
         self._watchers: set[Send] = set()
         self._event_watchers: set[EventSink] = set()
         self._mailboxes: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-        self.delivered = 0
 
     # -- REST ----------------------------------------------------------------------------
 
@@ -159,12 +158,10 @@ class ReplyHub:
         waiter = self._waiters.get(outbound.in_reply_to or "")
         if waiter is not None and waiter.conversation_id == cid:
             waiter.add(outbound)
-            self.delivered += 1
         sends = list(self._connections.get(cid, ()))
         for send in sends:
             try:
                 await send(outbound)
-                self.delivered += 1
             except Exception:
                 logger.info("a connection of %s is gone", cid, exc_info=True)
         if waiter is None and not sends and outbound.messages and cid in self._mailboxes:
